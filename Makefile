@@ -1,0 +1,31 @@
+# normlab: `make book` sets up and builds the book; `make test` runs every test.
+# DATA is a folder holding cifar-10-batches-py/ and MNIST/raw/ (torchvision's layout).
+DATA ?= ../shared/data
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export NORMLAB_DATA := $(abspath $(DATA))
+# Goldens and smoke runs are made at a fixed thread count (results change with it).
+export OMP_NUM_THREADS ?= 2
+export TQDM_DISABLE ?= 1
+
+.PHONY: setup test book train clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+book: setup
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+train: setup
+	$(PY) -m normlab train --model convnet --data cifar10 --epochs 1 --out runs/convnet
+
+clean:
+	rm -rf _build runs
