@@ -312,16 +312,20 @@ class Normalize:
 
 
 # ------------------------------------------------------------------------- the seeds' pipelines
-def seed_augment(seed_name: str) -> Compose:
-    """The training augmentation of a seed, by name: 'fastai' (003), 'erav1s8' (002),
-    'tf_tutorial' (000). (tairtahar 001 and the ResNet spec 004 use none.)"""
+def seed_augment(seed_name: str, train: bool = True) -> Compose | None:
+    """The augmentation of a seed, by name: 'fastai' (003), 'erav1s8' (002), 'tf_tutorial' (000).
+    train=False gives its evaluation pipeline (None where the seed used none).
+    (tairtahar 001 and the ResNet spec 004 use no augmentation.)"""
     pipelines = {
-        "fastai": lambda: Compose([RandomCrop(32, 4, "symmetric"), RandomHorizontalFlip()]),
-        "erav1s8": lambda: Compose([RandomHorizontalFlip(), RandomGrayscale(0.1), RandomRotation(7),
-                                    RandomPerspective(0.3, 0.5)]),
-        "tf_tutorial": lambda: Compose([RandomCrop(24), RandomHorizontalFlip(), RandomBrightness(63),
-                                        RandomContrast(0.2, 1.8), PerImageStandardization()]),
+        "fastai": (lambda: Compose([RandomCrop(32, 4, "symmetric"), RandomHorizontalFlip()]), None),
+        "erav1s8": (lambda: Compose([RandomHorizontalFlip(), RandomGrayscale(0.1), RandomRotation(7),
+                                     RandomPerspective(0.3, 0.5)]), None),
+        # TF tutorial `distorted_inputs()` / `inputs()`: eval = central 24x24 crop + standardization
+        "tf_tutorial": (lambda: Compose([RandomCrop(24), RandomHorizontalFlip(), RandomBrightness(63),
+                                         RandomContrast(0.2, 1.8), PerImageStandardization()]),
+                        lambda: Compose([CenterCrop(24), PerImageStandardization()])),
     }
     if seed_name not in pipelines:
         raise ValueError(f"unknown seed pipeline {seed_name!r}; accepted: {', '.join(pipelines)}")
-    return pipelines[seed_name]()
+    make = pipelines[seed_name][0 if train else 1]
+    return make() if make is not None else None

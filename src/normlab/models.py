@@ -452,7 +452,7 @@ class TFTutorialCNN(_Sequential):
 # Seed 004: prog-eval "convnet", the simplified ResNet spec on CIFAR-2.
 # --------------------------------------------------------------------------------------------------
 
-_RESNET_NORMS = ("batchstat",) + tuple(k for k in NORM_KINDS if k != "batchstat")
+RESNET_NORMS = ("batchstat",) + tuple(k for k in NORM_KINDS if k != "batchstat")
 
 
 def _resnet_norm(kind: str, channels: int) -> nn.Module:
@@ -492,7 +492,7 @@ class ResNetSpec(_Sequential):
 
     def __init__(self, norm: str = "batchstat", scale: float | None = 0.125,
                  channels: Sequence[int] = (16, 32, 64, 128), num_classes: int = 2):
-        _check("norm", norm, _RESNET_NORMS)
+        _check("norm", norm, RESNET_NORMS)
         layers: list[tuple[str, nn.Module]] = [
             ("conv", nn.Conv2d(3, channels[0], 3, padding=1, bias=False)),
             ("norm", _resnet_norm(norm, channels[0])), ("relu", nn.ReLU())]
@@ -517,7 +517,8 @@ class ResNetSpec(_Sequential):
 class ModelSpec:
     """A registered model: ``builder(**fixed, **kwargs)`` builds it.
 
-    ``dataset`` names the data the source used ("cifar10", "mnist_tairtahar", "cifar2", "cifar10_24");
+    ``dataset`` names the data the source used (a name of ``normlab.data.DATASETS``; the TF tutorial
+    CNN crops CIFAR-10 to 24x24 in its augmentation);
     ``input_shape`` is one sample's (C, H, W); ``seed`` the seed id ("000".."004").
     """
 
@@ -551,7 +552,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     _spec("erav1s8", Erav1s8Net, "erav1s8 CIFAR-10 net with batch/layer/group/instance norm and skips",
           "cifar10", _CIFAR, "002"),
     _spec("tf_tutorial_cnn", TFTutorialCNN, "satyaSK TF-tutorial CNN on 24x24 crops: none / LRN / BN",
-          "cifar10_24", (3, 24, 24), "000"),
+          "cifar10", (3, 24, 24), "000"),
     _spec("resnet_spec", ResNetSpec, "prog-eval simplified ResNet spec, batch-statistics BN, scale 1/8",
           "cifar2", _CIFAR, "004"),
 ]}

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import Batches, Loaders
+from .data import Loaders
+from .devices import tune_cpu_allocator
 from .history import History
 from .schedules import Schedule, make_schedule
 
@@ -143,6 +144,9 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -216,6 +220,8 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     if log not in (None, "json", "table"):
         raise ValueError(f"unknown log {log!r}; accepted: None, 'json', 'table'")
     device = data.device
+    if device.type == "cpu":
+        tune_cpu_allocator()
     model.to(device)
     if seed is not None:
         seed_everything(seed)

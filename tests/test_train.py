@@ -1,0 +1,200 @@
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from normlab import data, models, schedules, train
+from normlab.augment import seed_augment
+from normlab.lr_finder import lr_find
+
+
+@pytest.fixture
+def tiny(data_dir):
+    """50 CIFAR-10 train images (5 per class), 20 test images, batches of 16."""
+    def make(seed=0, **kw):
+        return data.loaders("cifar10", 16, data_dir=data_dir, subset=5, test_subset=2, seed=seed,
+                            augment=seed_augment("fastai"), **kw)
+    return make
+
+
+def convnet(seed=0):
+    torch.manual_seed(seed)
+    return models.ConvNet()
+
+
+def test_fit_returns_history_and_json_lines(tiny, capsys):
+    h = train.fit(convnet(), tiny(), 2, 0.05, log="json", progress=False)
+    assert len(h) == 2 and h.stopped is None
+    e = h.last
+    for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time", "time"):
+        assert key in e
+    assert 0 <= e["test_acc"] <= 1 and e["time"] >= h.epochs[0]["time"] > 0
+    assert len(h.steps["loss"]) == len(h.steps["lr"]) == 2 * 4  # 50 images / 16 = 4 batches
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert set(json.loads(lines[0])) == {"epoch", "test_acc", "time"}
+    again = train.History.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert again.epochs == h.epochs
+
+
+def test_training_learns_something(tiny):
+    dl = tiny()
+    model = convnet()
+    before = train.evaluate(model, dl.train)["loss"]
+    train.fit(model, dl, 8, 0.05, progress=False)
+    assert train.evaluate(model, dl.train)["loss"] < before
+
+
+def test_same_seed_is_bitwise_repeatable(tiny):
+    hashes = []
+    for _ in range(2):
+        model = convnet(seed=1)
+        h = train.fit(model, tiny(), 2, 0.05, seed=7, progress=False)
+        hashes.append((train.state_hash(model), h.steps["loss"]))
+    assert hashes[0] == hashes[1]
+    other = convnet(seed=1)
+    train.fit(other, tiny(), 2, 0.05, seed=8, progress=False)
+    assert train.state_hash(other) != hashes[0][0]
+
+
+def test_divergence_stops_with_message_and_last_good_weights(tiny):
+    model = convnet()
+    states = [train.state_hash(model)]  # states[k] = weights used by step k
+
+    class Track:
+        def after_step(self, model, **_):
+            states.append(train.state_hash(model))
+
+    h = train.fit(model, tiny(), 3, 1e4, progress=False, callbacks=[Track()])
+    assert h.stopped is not None
+    for word in ("epoch", "step", "learning rate", "loss became"):
+        assert word in h.stopped
+    assert len(h) < 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # restored: the weights at which the last finite loss was computed, not the diverged ones
+    finite_steps = len(h.steps["loss"])
+    assert train.state_hash(model) == states[finite_steps - 1] != states[finite_steps]
+
+
+def test_checkpoint_resume_equals_uninterrupted(tiny, tmp_path):
+    ref_model = convnet(seed=3)
+    ref = train.fit(ref_model, tiny(seed=3), 3, 0.05, momentum=0.9, schedule="linear", seed=3, progress=False)
+
+    class StopAfterFirstEpoch:
+        def after_epoch(self, epoch, **_):
+            if epoch == 0:
+                raise train.CancelFit("simulated interruption")
+
+    ck = tmp_path / "run" / "checkpoint.pt"
+    model = convnet(seed=3)
+    part = train.fit(model, tiny(seed=3), 3, 0.05, schedule="linear", seed=3, progress=False,
+                     checkpoint=ck, callbacks=[StopAfterFirstEpoch()])
+    assert part.stopped.startswith("cancelled") and len(part) == 1 and ck.exists()
+    assert not list(ck.parent.glob(".*tmp"))  # atomic: no temporary left behind
+
+    fresh = convnet(seed=99)  # weights come from the checkpoint
+    done = train.fit(fresh, tiny(seed=3), 3, 0.05, schedule="linear", seed=3, progress=False,
+                     checkpoint=ck, resume=ck)
+    assert train.state_hash(fresh) == train.state_hash(ref_model)
+    assert [e["test_acc"] for e in done.epochs] == [e["test_acc"] for e in ref.epochs]
+    assert done.steps["loss"] == ref.steps["loss"]
+
+
+def test_save_atomic_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "ck.pt"
+    train.save_atomic({"a": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train.save_atomic({"bad": Unpicklable()}, path)
+    assert torch.load(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_schedules_follow_the_seeds():
+    s = schedules.make_schedule("sgdr", 0.1)
+    s.setup(2 * 196, 196)  # fastai: 196 batches per epoch, cycle_len=1
+    assert s.lr(0) == pytest.approx(0.001) and s.lr(9) == pytest.approx(0.001)  # warm-up: nb/20 = 9.8 its
+    assert s.lr(10) == pytest.approx(0.05 * (1 + math.cos(math.pi * 10 / 196)))
+    assert s.lr(196) == pytest.approx(0.1)  # restart each epoch, warm-up only at the start of the call
+    lin = schedules.make_schedule("linear", 0.1)
+    lin.setup(5 * 79, 79)
+    assert lin.lr(0) == 0.1 and lin.lr(79) == pytest.approx(0.1 * (1 - 1 / 5)) and lin.lr(5 * 79 - 1) < 0.001
+    one = schedules.make_schedule("onecycle", 1.0)
+    one.setup(100, 10)
+    lrs = [one.lr(i) for i in range(100)]
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 25 and lrs[-1] < 1e-3
+    with pytest.raises(ValueError, match="accepted: constant, sgdr, linear, plateau, onecycle"):
+        schedules.make_schedule("cosine", 0.1)
+    with pytest.raises(ValueError, match="positive finite"):
+        schedules.make_schedule("constant", -1)
+
+
+def test_plateau_matches_torch():
+    losses = [1.0, 0.9, 0.95, 0.9, 0.89999, 0.7, 0.71, 0.72]
+    ours = schedules.Plateau(0.01, factor=0.3, patience=0)
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.01)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=0)
+    for epoch, loss in enumerate(losses):
+        ours.epoch_end({"epoch": epoch, "test_loss": loss})
+        ref.step(loss)
+        assert ours.lr(0) == pytest.approx(opt.param_groups[0]["lr"])
+    assert ours.reductions == [2, 3, 4, 6, 7]
+
+
+def test_optimizers():
+    params = [nn.Parameter(torch.zeros(2))]
+    sgd = train.make_optimizer(params, "sgd", 0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["weight_decay"] == 5e-4
+    adam = train.make_optimizer(params, "adam", 1e-3, eps=1e-7)
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["eps"] == 1e-7
+    with pytest.raises(ValueError, match="accepted: sgd, adam"):
+        train.make_optimizer(params, "rmsprop")
+
+
+def test_fit_rejects_bad_arguments(tiny):
+    with pytest.raises(ValueError, match="epochs must be a non-negative int, got -1"):
+        train.fit(convnet(), tiny(), -1)
+    with pytest.raises(TypeError, match="normlab.data.Loaders"):
+        train.fit(convnet(), [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))], 1)
+    with pytest.raises(ValueError, match="unknown log 'xml'"):
+        train.fit(convnet(), tiny(), 1, log="xml")
+
+
+def test_lr_find_restores_weights_and_stops_on_divergence(tiny):
+    model, dl = convnet(), tiny()
+    before = train.state_hash(model)
+    order = dl.train.state_dict()["generator"].clone()
+    res = lr_find(model, dl, 1e-4, 1e4, num_it=40)
+    assert train.state_hash(model) == before
+    assert torch.equal(dl.train.state_dict()["generator"], order)
+    assert res.stopped_early and 2 < len(res.lrs) < 40
+    ratios = [b / a for a, b in zip(res.lrs, res.lrs[1:])]
+    assert max(ratios) == pytest.approx(min(ratios))  # exponential ramp
+    assert res.lrs[0] <= res.suggestion() <= res.lrs[-1]
+
+
+def test_progress_bar_and_callbacks(tiny, capsys):
+    seen = []
+
+    class Record:
+        def after_step(self, step, loss, lr, **_):
+            seen.append((step, loss, lr))
+
+    train.fit(convnet(), tiny(), 1, 0.01, progress=True, callbacks=[Record()])
+    assert [s for s, _, _ in seen] == [0, 1, 2, 3]
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+def test_channels_last_gives_same_result_shape(tiny):
+    a, b = convnet(), convnet()
+    ha = train.fit(a, tiny(), 1, 0.01, channels_last=False, progress=False)
+    hb = train.fit(b, tiny(), 1, 0.01, channels_last=True, progress=False)
+    assert ha.steps["loss"] == pytest.approx(hb.steps["loss"], rel=1e-4)
+    assert b.layers[0].weight.is_contiguous()  # handed back in the default layout
