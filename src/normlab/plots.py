@@ -50,3 +50,53 @@ def plot_lr_find(result, ax=None, skip_start: int = 10, skip_end: int = 5):
     ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="smoothed loss", title="LR finder")
     ax.grid(alpha=0.3)
     return ax
+
+
+def show_images(images: torch.Tensor, labels=None, classes=None, preds=None, ncols: int = 8,
+                mean=None, std=None, size: float = 1.4, title: str | None = None):
+    """A grid of images (uint8, or normalized floats with mean/std to undo), titled by class.
+    With `preds`, titles read 'pred/truth' as in erav1s8's misclassified grids."""
+    x = images.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    elif mean is not None:
+        x = x * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
+    x = x.clamp(0, 1)
+    n = len(x)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.25)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = x[i].permute(1, 2, 0).squeeze(-1)
+        ax.imshow(img.numpy(), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        name = (lambda k: classes[k] if classes is not None else str(k))
+        if preds is not None and labels is not None:
+            ax.set_title(f"{name(int(preds[i]))}/{name(int(labels[i]))}", fontsize=8)
+        elif labels is not None:
+            ax.set_title(name(int(labels[i])), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def compare_histories(histories: dict, metric: str = "test_acc", ax=None, reported: dict | None = None,
+                      ylabel: str | None = None):
+    """One line per run (name -> History) of a per-epoch metric; `reported` adds the source's
+    values as dashed lines (name -> (epochs, values))."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    for name, h in histories.items():
+        ep = [e["epoch"] + 1 for e in h.epochs if e.get(metric) is not None]
+        line, = ax.plot(ep, [e[metric] for e in h.epochs if e.get(metric) is not None], "o-", ms=3, label=name)
+        if reported and name in reported:
+            rx, ry = reported[name]
+            pts = [(a, b) for a, b in zip(rx, ry) if b is not None]
+            ax.plot([a for a, _ in pts], [b for _, b in pts], "x--", color=line.get_color(), alpha=0.7,
+                    label=f"{name} (reported)")
+    ax.set(xlabel="epoch", ylabel=ylabel or metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,128 @@
+"""What every chapter notebook does the same way: set up (seed, threads, device) and record its
+results beside the numbers the original reported, in a small JSON file per chapter that later
+chapters and the results chapter read."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .devices import describe_device, resolve_device
+from .reported import SOURCES, Reported, reported
+from .train import seed_everything
+
+def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
+    """Seed everything, fix the thread count if asked, pick the device and say which."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    seed_everything(seed)
+    dev = resolve_device(device)
+    print(f"normlab {__version__}, torch {torch.__version__}, {describe_device(dev)}, seed {seed}")
+    return dev
+
+
+class Timer:
+    """with Timer() as t: ...; t.seconds"""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+def fmt_pct(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f} %"
+
+
+def fmt_reported(rows: list[Reported]) -> str:
+    """'47.24 % (blog); 46.92 % (original notebook)' from reported rows."""
+    parts = []
+    for r in rows:
+        value = r.note if r.value is None else (fmt_pct(r.value) if r.metric.endswith("accuracy") else f"{r.value:g}")
+        parts.append(f"{value} ({SOURCES[r.source][0]})")
+    return "; ".join(parts)
+
+
+@dataclass
+class Row:
+    experiment: str
+    metric: str
+    measured: float
+    reported: str
+    hardware: str
+    time_s: float
+    full_run: bool
+    epochs: int | None = None
+    note: str = ""
+
+
+@dataclass
+class Results:
+    """The measured results of one chapter. `smoke=True` marks them as not comparable."""
+    chapter: str
+    seed: str
+    smoke: bool
+    hardware: str = field(default_factory=lambda: describe_device("auto"))
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, experiment: str, measured: float, time_s: float, *, metric: str = "test accuracy",
+            epochs: int | None = None, reported_as: str | None = None, note: str = "") -> Row:
+        """Record one measured number beside what the seed reported for `reported_as` (default:
+        the same experiment name); no reported number -> 'new result'."""
+        try:
+            rep = fmt_reported([r for r in reported(self.seed, reported_as or experiment) if r.metric == metric])
+        except ValueError:
+            rep = ""
+        row = Row(experiment, metric, float(measured), rep or "none (new result)", self.hardware,
+                  round(float(time_s), 1), not self.smoke, epochs, note)
+        self.rows = [r for r in self.rows if not (r.experiment == experiment and r.metric == metric)] + [row]
+        return row
+
+    def markdown(self) -> str:
+        head = "| experiment | reported by the seed (source) | measured here | hardware | time |\n|---|---|---|---|---|"
+        lines = [head]
+        for r in self.rows:
+            measured = fmt_pct(r.measured) if r.metric.endswith("accuracy") else f"{r.measured:g}"
+            run = f"{r.epochs} epochs" if r.epochs else ""
+            kind = "" if r.full_run else " (smoke run)"
+            lines.append(f"| {r.experiment}{' — ' + r.note if r.note else ''} | {r.reported} | {measured} "
+                         f"{r.metric}{kind} | {r.hardware} | {r.time_s:.0f} s {run} |")
+        return "\n".join(lines)
+
+    def show(self):
+        from IPython.display import Markdown, display
+
+        display(Markdown(self.markdown()))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write results/<chapter>.json atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.chapter}.json"
+        payload = {**asdict(self), "normlab": __version__, "torch": torch.__version__}
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp", text=True)
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return path
+
+
+def load_results(folder: str | os.PathLike) -> list[Results]:
+    """Every chapter's results file in `folder`, in chapter order."""
+    out = []
+    for p in sorted(Path(folder).glob("*.json")):
+        d = json.loads(p.read_text())
+        rows = [Row(**r) for r in d.pop("rows")]
+        out.append(Results(d["chapter"], d["seed"], d["smoke"], d["hardware"], rows))
+    return out

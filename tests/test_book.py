@@ -1,0 +1,52 @@
+"""The rendered book: builds offline with warnings as errors; launch links point at tracked notebooks."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return out / "_build" / "html"
+
+
+def tracked_files() -> set[str]:
+    return set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_every_toc_chapter_is_built(html):
+    toc = (REPO / "_toc.yml").read_text()
+    for entry in re.findall(r"file:\s*(\S+)", toc):
+        assert (html / f"{entry}.html").exists(), entry
+    assert (html / "book" / "intro.html").exists() and (html / "searchindex.js").exists()
+
+
+def test_launch_links_point_at_tracked_notebooks(html):
+    tracked = tracked_files()
+    pages = sorted(html.glob("book/[0-9][0-9]_*.html"))
+    assert pages, "no chapter pages built"
+    for page in pages:
+        text = page.read_text()
+        colab = re.findall(r'href="https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/([^"]+)"', text)
+        binder = re.findall(r'href="https://mybinder\.org/v2/gh/[^"]*?urlpath=tree/([^"&]+)"', text)
+        assert colab, f"{page.name}: no Colab button"
+        assert binder, f"{page.name}: no Binder button"
+        for path in colab + binder:
+            assert path in tracked, f"{page.name}: launch link to {path}, which is not a tracked file"
+            assert path.endswith(".ipynb")
+
+
+def test_no_widget_text_or_tracebacks_in_pages(html):
+    for page in html.rglob("*.html"):
+        text = page.read_text(errors="replace")
+        assert "HBox(" not in text, page
+        assert "Traceback (most recent call last)" not in text, page

@@ -1,0 +1,176 @@
+"""Run the book's chapter notebooks: full renders (committed outputs), smoke runs, goldens, checks.
+
+  python tools/notebooks.py render [CHAPTER ...]     execute at the seed's full budget, in place
+  python tools/notebooks.py smoke [CHAPTER ...] [--out DIR]   SMOKE=True into DIR (default: a temp dir)
+  python tools/notebooks.py goldens [CHAPTER ...]    SMOKE=True into tests/goldens/ (nbval compares them)
+  python tools/notebooks.py check                    goldens current, notebooks clean (no widget text, errors)
+
+CHAPTER is a file stem or its number prefix (01, 02_convnets, ...); none means every chapter.
+Executions use the kernel 'python3' of this environment, cwd book/, TQDM_DISABLE=1 and a fixed
+thread count (OMP_NUM_THREADS, default 2): goldens are only comparable at a fixed count.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+GOLDENS = REPO / "tests" / "goldens"
+SMOKE_PARAMS = {"SMOKE": True}
+GOLDEN_RESULTS = "smoke_results"  # relative to where nbval runs the goldens; ignored by git
+
+
+def chapters(selection: list[str] | None = None) -> list[Path]:
+    every = sorted(p for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
+    if not selection:
+        return every
+    picked = []
+    for s in selection:
+        match = [p for p in every if p.stem == s or p.stem.startswith(s + "_") or p.stem == Path(s).stem]
+        if not match:
+            raise SystemExit(f"no chapter {s!r}; chapters: {', '.join(p.stem for p in every)}")
+        picked += match
+    return picked
+
+
+def source_sha(nb_path: Path) -> str:
+    """Hash of a notebook's cell sources (code and prose), ignoring outputs and injected parameters."""
+    nb = json.loads(nb_path.read_text())
+    h = hashlib.sha256()
+    for cell in nb["cells"]:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        h.update(cell["cell_type"].encode())
+        h.update("".join(cell["source"]).encode())
+    return h.hexdigest()
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env["TQDM_DISABLE"] = "1"
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    return env
+
+
+def execute(src: Path, dst: Path, params: dict, timeout: int | None = None) -> float:
+    """papermill src -> dst with params, in a subprocess (clean env); returns the seconds taken."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "--kernel", "python3", "--cwd", str(BOOK),
+           "--no-progress-bar"]
+    for k, v in params.items():
+        cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
+    if timeout:
+        cmd += ["--execution-timeout", str(timeout)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
+        raise RuntimeError(f"{src.name} failed (papermill exit {proc.returncode}); output in {dst}\n{tail}")
+    return time.perf_counter() - t
+
+
+def clean_metadata(path: Path, extra: dict | None = None) -> None:
+    """Drop papermill's per-run noise (timestamps, environment) so diffs show content only."""
+    nb = json.loads(path.read_text())
+    pm = nb["metadata"].get("papermill", {})
+    nb["metadata"]["papermill"] = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    if extra:
+        nb["metadata"].setdefault("normlab", {}).update(extra)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def cmd_render(args) -> None:
+    for ch in chapters(args.chapters):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / ch.name
+            secs = execute(ch, out, {}, args.timeout)
+            clean_metadata(out)
+            ch.write_text(out.read_text())
+        print(f"rendered {ch.name} in {secs:.0f} s")
+
+
+def cmd_smoke(args) -> None:
+    out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="normlab-smoke-"))
+    results = out_dir / "results"
+    for ch in chapters(args.chapters):
+        secs = execute(ch, out_dir / ch.name, {**SMOKE_PARAMS, "RESULTS_DIR": str(results)}, args.timeout)
+        print(f"smoke {ch.name}: {secs:.0f} s")
+    print(f"outputs in {out_dir}")
+
+
+def cmd_goldens(args) -> None:
+    for ch in chapters(args.chapters):
+        dst = GOLDENS / ch.name
+        secs = execute(ch, dst, {**SMOKE_PARAMS, "RESULTS_DIR": GOLDEN_RESULTS}, args.timeout)
+        clean_metadata(dst, {"source": f"book/{ch.name}", "source_sha256": source_sha(ch)})
+        print(f"golden {dst.relative_to(REPO)}: {secs:.0f} s")
+
+
+def problems(nb_path: Path) -> list[str]:
+    """What must never be in a committed notebook."""
+    text = nb_path.read_text()
+    nb = json.loads(text)
+    bad = []
+    if "HBox(" in text:
+        bad.append("progress-bar widget text (HBox) in outputs")
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" or "Traceback" in json.dumps(out):
+                bad.append("an error or traceback in outputs")
+    widgets = nb["metadata"].get("widgets")
+    if widgets is not None and "application/vnd.jupyter.widget-state+json" not in widgets:
+        bad.append("widget metadata without state")
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
+        bad.append("no papermill parameters cell")
+    return [f"{nb_path.relative_to(REPO)}: {b}" for b in dict.fromkeys(bad)]
+
+
+def stale_goldens() -> list[str]:
+    out = []
+    for ch in chapters():
+        golden = GOLDENS / ch.name
+        if not golden.exists():
+            out.append(f"{golden.relative_to(REPO)} missing: run python tools/notebooks.py goldens {ch.stem[:2]}")
+            continue
+        meta = json.loads(golden.read_text())["metadata"].get("normlab", {})
+        if meta.get("source_sha256") != source_sha(ch):
+            out.append(f"{golden.relative_to(REPO)} is stale (book/{ch.name} changed): "
+                       f"run python tools/notebooks.py goldens {ch.stem[:2]}")
+    return out
+
+
+def cmd_check(args) -> None:
+    issues = stale_goldens() + [p for nb in chapters() + sorted(GOLDENS.glob("*.ipynb")) for p in problems(nb)]
+    print("\n".join(issues) or "notebooks OK")
+    raise SystemExit(1 if issues else 0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens), ("check", cmd_check)):
+        s = sub.add_parser(name)
+        s.set_defaults(fn=fn)
+        if name != "check":
+            s.add_argument("chapters", nargs="*")
+            s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+        if name == "smoke":
+            s.add_argument("--out", default=None)
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
