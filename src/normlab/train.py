@@ -293,7 +293,7 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
                 if bar is not None:
                     bar.update()
                     if step % 10 == 0:
-                        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr_now:.2g}")
+                        bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{correct.item() / seen:.3f}", lr=f"{lr_now:.2g}")
                 for cb in callbacks:
                     getattr(cb, "after_step", lambda **k: None)(
                         model=model, history=history, epoch=epoch, step=step, loss=loss_value, lr=lr_now)

@@ -1,0 +1,57 @@
+"""channels_last vs NCHW per training step, for every model of the book at its seed's batch size.
+
+fit(channels_last="auto") uses channels_last for conv nets on the CPU and on CUDA; this prints the
+measured ratio per model so that default can be checked on any machine (ratio > 1: channels_last
+is faster)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import hardware_line
+from normlab.devices import tune_cpu_allocator
+from normlab.models import MODELS, build_model
+from normlab.recipes import RECIPES
+
+
+def step_time(model, x, y, steps: int) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    best = float("inf")
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:  # warm-up steps excluded
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--models", nargs="*", default=list(MODELS))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    print(hardware_line())
+    print(f"{'model':<16}{'batch':>6}{'NCHW ms':>10}{'CL ms':>10}{'CL speed-up':>13}")
+    for name in args.models:
+        spec, bs = MODELS[name], RECIPES[name].batch_size
+        torch.manual_seed(0)
+        x = torch.randn(bs, *spec.input_shape)
+        y = torch.randint(0, 10 if name != "resnet_spec" else 2, (bs,))
+        model = build_model(name)
+        nchw = step_time(model, x, y, args.steps)
+        cl = step_time(model.to(memory_format=torch.channels_last),
+                       x.contiguous(memory_format=torch.channels_last), y, args.steps)
+        print(f"{name:<16}{bs:>6}{nchw * 1e3:>10.1f}{cl * 1e3:>10.1f}{nchw / cl:>12.2f}x")
+
+
+if __name__ == "__main__":
+    main()
