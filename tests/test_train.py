@@ -180,8 +180,7 @@ def test_lr_find_restores_weights_and_stops_on_divergence(tiny):
     assert res.lrs[0] <= res.suggestion() <= res.lrs[-1]
 
 
-def test_progress_bar_and_callbacks(tiny, capsys, monkeypatch):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # tqdm reads it; the Makefile sets it for renders
+def test_progress_bar_and_callbacks(tiny, capsys):
     seen = []
 
     class Record:

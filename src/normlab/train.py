@@ -345,4 +345,4 @@ def _bar(total: int, desc: str, show: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False)
+    return tqdm(total=total, desc=desc, leave=False, disable=False)  # explicit: TQDM_DISABLE only sets defaults
