@@ -6,18 +6,23 @@ PY := $(VENV)/bin/python
 export NORMLAB_DATA := $(abspath $(DATA))
 # Goldens and smoke runs are made at a fixed thread count (results change with it).
 export OMP_NUM_THREADS ?= 2
-export TQDM_DISABLE ?= 1
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip on these machines warns about absent local index folders; keep the log readable
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
 .PHONY: setup test book train clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(PY) -m pip install -q -r requirements.txt $(QUIET_PIP)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+test: export TQDM_DISABLE := 1
 test: setup
 	$(PY) -m pytest -q
 
