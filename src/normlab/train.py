@@ -90,6 +90,11 @@ def autocast_for(device: torch.device, amp: bool | str) -> tuple[contextlib.Abst
     return torch.autocast(device.type, dtype=torch.bfloat16), False
 
 
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """Accumulate metrics in float64 where the device has it (Apple's MPS does not)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -111,7 +116,7 @@ def evaluate(model: nn.Module, batches: Iterable, loss_fn: Callable = F.cross_en
     model.eval()
     dev = device or next(model.parameters()).device
     ctx, _ = autocast_for(torch.device(dev), amp)
-    total_loss = torch.zeros((), device=dev, dtype=torch.float64)
+    total_loss = torch.zeros((), device=dev, dtype=_sum_dtype(torch.device(dev)))
     correct = torch.zeros((), device=dev, dtype=torch.long)
     n = 0
     for x, y in batches:
@@ -262,7 +267,7 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             model.train()
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
             bar = _bar(steps_per_epoch, f"{label} epoch {epoch + 1}/{epochs}".strip(), show)
@@ -284,7 +289,7 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
                 scaler.step(optimizer)
                 scaler.update()
                 n = len(y)
-                loss_sum += loss.detach().double() * n
+                loss_sum += loss.detach().to(loss_sum.dtype) * n
                 correct += (out.detach().argmax(1) == y).sum()
                 seen += n
                 history.steps["loss"].append(loss_value)
