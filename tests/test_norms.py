@@ -375,3 +375,138 @@ def test_reprs():
     for module in (BatchNorm2d(3), BnLayer(2, 3), BnLayerCorrected(2, 3), TairBatchNorm2d(2, 3, 3),
                    TairBatchNorm1d(4), BatchStatBN(3), Scale()):
         assert module.extra_repr()
+
+
+# --------------------------------------------------------------------------- from-scratch BN: fast path
+# BatchNorm's batch-statistics path is a custom autograd.Function with a hand-written backward
+# (speed); these pin what that must not change: layouts, odd gradients, float32 accuracy, compile.
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_scratch_bn_channels_last_matches_torch(mode, affine):
+    torch.manual_seed(13)
+    ours, ref = _pair("2d", 4, affine=affine)
+    cl = torch.channels_last
+    for _ in range(2):
+        x = (torch.randn(3, 4, 5, 6, dtype=torch.float64) * 2 + 0.5).contiguous(memory_format=cl)
+        _assert_close(ours(x), ref(x), "train-step output")
+    if mode == "eval":
+        ours.eval(), ref.eval()
+    x = (torch.randn(3, 4, 5, 6, dtype=torch.float64) * 3 - 1).contiguous(memory_format=cl)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = ours(xa), ref(xb)
+    _assert_close(ya, yb, "output")
+    assert ya.is_contiguous(memory_format=cl) and yb.is_contiguous(memory_format=cl)
+    for g in (torch.randn_like(ya), torch.randn(3, 4, 5, 6, dtype=torch.float64)):  # CL and NCHW grads
+        xa.grad = xb.grad = None
+        if affine:
+            ours.weight.grad = ours.bias.grad = ref.weight.grad = ref.bias.grad = None
+        ours(xa).backward(g), ref(xb).backward(g)
+        _assert_close(xa.grad, xb.grad, "input grad")
+        assert xa.grad.is_contiguous(memory_format=cl)
+        if affine:
+            _assert_close(ours.weight.grad, ref.weight.grad, "weight grad")
+            _assert_close(ours.bias.grad, ref.bias.grad, "bias grad")
+    _assert_close(ours.running_mean, ref.running_mean, "running_mean")
+    _assert_close(ours.running_var, ref.running_var, "running_var")
+
+
+def test_scratch_bn_gradcheck():
+    # First-order gradients of the hand-written backward against finite differences,
+    # for the input and the affine parameters, in 2d and both 1d layouts.
+    torch.manual_seed(14)
+    for kind, shape in (("2d", (3, 2, 3, 2)), ("1d", (5, 3)), ("1d", (3, 2, 4))):
+        bn = (BatchNorm1d if kind == "1d" else BatchNorm2d)(shape[1]).double()
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        w = torch.rand(shape[1], dtype=torch.float64).add_(0.5).requires_grad_()
+        b = torch.randn(shape[1], dtype=torch.float64, requires_grad=True)
+
+        def f(x, w, b, bn=bn):
+            return torch.func.functional_call(bn, {"weight": w, "bias": b}, (x,))
+
+        assert torch.autograd.gradcheck(f, (x, w, b))
+
+
+def test_scratch_bn_odd_gradients_match_torch():
+    torch.manual_seed(15)
+    ours, ref = _pair("2d", 3)
+    x = torch.randn(4, 3, 3, 3, dtype=torch.float64) + 1
+    # expanded (stride-0) output gradient, as from y.sum().backward()
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (ours(xa) ** 2).sum().backward(), (ref(xb) ** 2).sum().backward()
+    _assert_close(xa.grad, xb.grad, "input grad, squared sum")
+    xa.grad = xb.grad = None
+    ours(xa).sum().backward(), ref(xb).sum().backward()
+    _assert_close(xa.grad, xb.grad, "input grad, expanded dy")
+    # frozen affine parameters and an input that needs no gradient
+    for p in (*ours.parameters(), *ref.parameters()):
+        p.requires_grad_(False)
+        p.grad = None
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    g = torch.randn_like(x)
+    ours(xa).backward(g), ref(xb).backward(g)
+    _assert_close(xa.grad, xb.grad, "input grad, frozen affine")
+    assert ours.weight.grad is None and ours.bias.grad is None
+    ours.weight.requires_grad_(True)
+    y = ours(x)  # x needs no grad: only the weight gets one
+    y.backward(g)
+    assert ours.weight.grad is not None and ours.bias.grad is None
+
+
+def test_scratch_bn_float32_accuracy_with_large_mean():
+    # The variance is computed in two passes: the one-pass E[x^2] - mean^2 cancels in float32
+    # when |mean| >> std (about 2e-3 error here).  Compare with a float64 reference; torch's
+    # own float32 kernel is off by about 1e-5 on y here (the input's rounding alone is 6e-6).
+    torch.manual_seed(16)
+    x64 = torch.randn(64, 8, 6, 6, dtype=torch.float64) + 100
+    g64 = torch.randn_like(x64)
+    ref = nn.BatchNorm2d(8).double()
+    xr = x64.clone().requires_grad_()
+    ref(xr).backward(g64)
+    ours = BatchNorm2d(8)
+    x = x64.float().requires_grad_()
+    y = ours(x)
+    y.backward(g64.float())
+    y_ref = nn.BatchNorm2d(8).double()(x64)
+    torch.testing.assert_close(y.double(), y_ref, atol=2e-5, rtol=0)
+    torch.testing.assert_close(x.grad.double(), xr.grad, atol=5e-6, rtol=0)
+    torch.testing.assert_close(ours.running_var.double(), ref.running_var, atol=1e-6, rtol=1e-6)
+
+
+def test_scratch_bn_double_backward_raises():
+    # Not supported (torch's layer does support it): it must fail loudly, not return zeros.
+    bn = BatchNorm2d(2).double()
+    x = torch.randn(3, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(bn(x).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_scratch_bn_compiles_without_graph_breaks(channels_last):
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch.compile is not supported on this Python/platform")
+    torch.manual_seed(17)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), BatchNorm2d(4), nn.ReLU())
+    x = torch.randn(2, 3, 6, 6)
+    if channels_last:  # compile hands the Function NCHW gradients: the backward re-layouts them
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    # aot_eager traces forward and backward like inductor does, without C++ codegen (fast).
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+    ref.load_state_dict(net.state_dict())
+    if channels_last:
+        ref = ref.to(memory_format=torch.channels_last)
+    compiled = torch.compile(net, backend="aot_eager")
+    for _ in range(2):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = compiled(xa), ref(xb)
+        torch.testing.assert_close(ya, yb, atol=ATOL, rtol=ATOL)
+        ya.pow(2).sum().backward(), yb.pow(2).sum().backward()
+        torch.testing.assert_close(xa.grad, xb.grad, atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(net[1].weight.grad, ref[1].weight.grad, atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(net[1].bias.grad, ref[1].bias.grad, atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(net[1].running_var, ref[1].running_var, atol=ATOL, rtol=ATOL)
+    torch._dynamo.reset()
