@@ -94,3 +94,15 @@ def test_normalize_roundtrip_and_errors(batch):
     assert torch.allclose(n.denormalize(x), batch.float() / 255, atol=1e-6)
     with pytest.raises(ValueError, match="std must be positive"):
         A.Normalize((0.5,), (0.0,))
+
+
+def test_fused_crop_flip_equals_crop_then_flip(batch):
+    fused = A.RandomCrop(12, 4, "symmetric", hflip=0.5)(batch, g(7))
+    two = A.Compose([A.RandomCrop(12, 4, "symmetric"), A.RandomHorizontalFlip(0.5)])(batch, g(7))
+    assert torch.equal(fused, two)
+
+
+def test_normalize_into_channels_last(batch):
+    n = A.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    cl = n(batch, channels_last=True)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, n(batch))

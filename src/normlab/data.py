@@ -382,7 +382,10 @@ class Batches:
         """uint8 batch -> augmented, normalized float batch."""
         if self.augment is not None:
             x = self.augment(x, self.generator)
-        x = self.normalize(x) if self.normalize is not None else (x.float().div_(255) if x.dtype == torch.uint8 else x)
+        if self.normalize is not None:
+            x = self.normalize(x, channels_last=self.channels_last)
+        else:
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x
         x = x.to(self.dtype)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 

@@ -231,7 +231,10 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     if seed is not None:
         seed_everything(seed)
         data.train.generator.manual_seed(seed)
-    cl = (device.type == "cuda" or device.type == "cpu") and _has_conv(model) if channels_last == "auto" else bool(channels_last)
+    if channels_last == "auto":  # a model may opt out where NHWC measured slower (bench_channels_last.py)
+        cl = device.type in ("cuda", "cpu") and _has_conv(model) and getattr(model, "prefers_channels_last", True)
+    else:
+        cl = bool(channels_last)
     if cl:
         model.to(memory_format=torch.channels_last)
     for b in (data.train, data.test) + ((data.val,) if data.val is not None else ()):
