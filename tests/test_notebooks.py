@@ -51,3 +51,4 @@ def test_colab_cell_installs_normlab_from_the_configured_repository():
         assert f"git+{repo_url}" in src, f"{nb.name}: the install cell must use {repo_url} (set in _config.yml)"
         assert 'find_spec("normlab") is None' in src, f"{nb.name}: install only when normlab is missing"
         assert "torch" not in src.replace("the torch already installed", ""), f"{nb.name}: never reinstall torch"
+        assert 'describe_device("auto")' in src, f"{nb.name}: the first cell reports the device"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 
 from . import __version__
 from .devices import describe_device, resolve_device
+from .files import write_json_atomic
 from .reported import SOURCES, Reported, reported
 from .train import seed_everything
 
@@ -110,11 +110,7 @@ class Results:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.chapter}.json"
         payload = {**asdict(self), "normlab": __version__, "torch": torch.__version__}
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp", text=True)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_json_atomic(path, payload)
         return path
 
 

@@ -21,15 +21,14 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
+from .files import write_json_atomic, write_text_atomic
+
 __all__ = ["main", "build_parser"]
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 # Keys of config.json that must match for --resume to continue the same run.
 _RESUME_KEYS = ("model", "norm", "dataset", "batch_size", "subset", "test_subset", "seed")
@@ -166,25 +165,11 @@ def _cmd_models(args) -> int:
 
 # ----------------------------------------------------------------------------- train
 def _write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file in the same folder, then os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomic(path, text)
 
 
 def _write_json(path: Path, obj) -> None:
-    _write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    write_json_atomic(path, obj, indent=2)
 
 
 class _RunFiles:

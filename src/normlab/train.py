@@ -13,9 +13,7 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 from .data import Loaders
 from .devices import tune_cpu_allocator
+from .files import save_atomic  # noqa: F401  (part of this module's API: checkpoints)
 from .history import History
 from .schedules import Schedule, make_schedule
 
@@ -143,27 +142,6 @@ def predict(model: nn.Module, batches: Iterable) -> tuple[torch.Tensor, torch.Te
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_atomic(obj, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _rng_state(data: Loaders) -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "train": data.train.state_dict()}
     if torch.cuda.is_available():
