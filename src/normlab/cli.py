@@ -164,14 +164,6 @@ def _cmd_models(args) -> int:
 
 
 # ----------------------------------------------------------------------------- train
-def _write_atomic(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
-def _write_json(path: Path, obj) -> None:
-    write_json_atomic(path, obj, indent=2)
-
-
 class _RunFiles:
     """fit() callback: prints each epoch, appends it to metrics.jsonl, rewrites history.json."""
 
@@ -180,7 +172,7 @@ class _RunFiles:
 
     def before_fit(self, history, **_):
         # On --resume the history already holds the earlier epochs: start the file from them.
-        _write_atomic(self.out / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history.epochs))
+        write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history.epochs))
 
     def after_epoch(self, history, epoch, **_):
         record = history.epochs[-1]
@@ -191,7 +183,7 @@ class _RunFiles:
             print("\n".join(table if len(history) == 1 else table[-1:]), flush=True)
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        _write_json(self.out / "history.json", history.to_dict())
+        write_json_atomic(self.out / "history.json", history.to_dict(), indent=2)
 
 
 def _check_fits(model, data, name: str, dataset: str, expected_shape) -> str | None:
@@ -305,7 +297,7 @@ def _cmd_train(args) -> int:
             err(f"cannot resume from {resume}: {_one_line(e)}")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "config.json", config)
+        write_json_atomic(out / "config.json", config, indent=2)
     except OSError as e:
         err(f"cannot write to --out {str(out)!r}: {_one_line(e)}")
 
@@ -342,9 +334,9 @@ def _cmd_train(args) -> int:
         "stopped": history.stopped, "state_hash": state_hash(model),
         "settings": {k: v for k, v in config.items() if k not in ("model", "norm", "dataset", "seed")},
     }
-    _write_json(out / "history.json", history.to_dict())
-    _write_atomic(out / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history.epochs))
-    _write_json(out / "summary.json", summary)
+    write_json_atomic(out / "history.json", history.to_dict(), indent=2)
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(e) + "\n" for e in history.epochs))
+    write_json_atomic(out / "summary.json", summary, indent=2)
     if history.stopped:
         if not show:  # fit() prints the message itself when its progress bar is on
             print(f"normlab: diverged: {history.stopped}", file=sys.stderr)
