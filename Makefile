@@ -12,8 +12,16 @@ SHELL := /bin/bash
 # pip on these machines warns about absent local index folders; keep the log readable
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location" || true; }
 
-.PHONY: setup test book train clean
+.PHONY: setup test book train clean chromium
 setup: $(VENV)/.installed
+
+# The browser tests drive Debian's Chromium (no browser download); install it once if missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
+	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(chromium --version 2>/dev/null)"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +31,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: export TQDM_DISABLE := 1
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
 
 book: setup

@@ -23,3 +23,17 @@ def _threads():
     # Fixed thread count: results are bitwise repeatable only at a fixed count.
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def html(tmp_path_factory) -> Path:
+    """The book built once per test session (offline, warnings as errors); its HTML folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return out / "_build" / "html"

@@ -1,22 +1,9 @@
 """The rendered book: builds offline with warnings as errors; launch links point at tracked notebooks."""
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def html(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run([str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    return out / "_build" / "html"
 
 
 def tracked_files() -> set[str]:

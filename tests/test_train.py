@@ -78,6 +78,12 @@ def test_divergence_stops_with_message_and_last_good_weights(tiny):
     assert train.state_hash(model) == states[finite_steps - 1] != states[finite_steps]
 
 
+def test_max_loss_stops_a_finite_but_exploding_run(tiny):
+    h = train.fit(convnet(), tiny(), 2, 0.05, progress=False, max_loss=0.5)  # CE starts near ln 10 = 2.3
+    assert h.stopped is not None and "above max_loss=0.5" in h.stopped and "epoch 0, step 0" in h.stopped
+    assert len(h) == 0 and h.steps["loss"] == []
+
+
 def test_checkpoint_resume_equals_uninterrupted(tiny, tmp_path):
     ref_model = convnet(seed=3)
     ref = train.fit(ref_model, tiny(seed=3), 3, 0.05, momentum=0.9, schedule="linear", seed=3, progress=False)
@@ -198,3 +204,35 @@ def test_channels_last_gives_same_result_shape(tiny):
     hb = train.fit(b, tiny(), 1, 0.01, channels_last=True, progress=False)
     assert ha.steps["loss"] == pytest.approx(hb.steps["loss"], rel=1e-4)
     assert b.layers[0].weight.is_contiguous()  # handed back in the default layout
+
+
+def test_fit_evaluates_the_validation_split_when_there_is_one(data_dir):
+    dl = data.loaders("mnist_tairtahar", 16, data_dir=data_dir, subset=3, test_subset=2, seed=0)
+    assert dl.val is not None and len(dl.val.data) == 20
+    torch.manual_seed(0)
+    h = train.fit(models.LeNet("lenet_bn1"), dl, 1, 1e-3, opt="adam", progress=False)
+    e = h.last
+    assert 0 <= e["val_acc"] <= 1 and e["val_loss"] > 0 and "test_acc" in e
+    assert "val_acc" in h.table().splitlines()[0]
+    model = models.LeNet("lenet_bn1")
+    assert train.evaluate(model.eval(), dl.val)["n"] == 20
+
+
+def test_accuracy_by_batch_size_depends_on_the_batch_only_for_batch_statistics(data_dir):
+    dl = data.loaders("cifar2", 8, data_dir=data_dir, subset=10, test_subset=20, seed=0)
+    assert dl.test.with_batch_size(5).batch_size == 5 and dl.test.batch_size == 8
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        dl.test.with_batch_size(0)
+    torch.manual_seed(0)
+    batchstat = models.ResNetSpec()
+    train.fit(batchstat, dl, 1, 0.05, progress=False)
+    accs = train.accuracy_by_batch_size(batchstat, dl.test, (2, 40))
+    torch.manual_seed(0)
+    running = models.ResNetSpec(norm="batch")
+    train.fit(running, dl, 1, 0.05, progress=False)
+    flat = train.accuracy_by_batch_size(running, dl.test, (2, 40))
+    assert flat[2] == flat[40]
+    # batch statistics: predictions of the same images change with the batch they are in
+    out2 = torch.cat([batchstat.eval()(x) for x, _ in dl.test.with_batch_size(2)])
+    out40 = torch.cat([batchstat(x) for x, _ in dl.test.with_batch_size(40)])
+    assert not torch.allclose(out2, out40, atol=1e-4) and set(accs) == {2, 40}

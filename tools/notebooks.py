@@ -78,9 +78,28 @@ def execute(src: Path, dst: Path, params: dict, timeout: int | None = None) -> f
     return time.perf_counter() - t
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+LIVE_ONLY = ("<p><em>The live panel appears here when this notebook runs in Jupyter or Colab "
+             "(launch buttons at the top of the page); the tabs above show runs made in advance.</em></p>")
+
+
+def static_outputs(nb: dict) -> None:
+    """A rendered book has no kernel: replace live-widget outputs by a note that says where the widget
+    appears, and drop the widget state, so no page shows an empty widget or its text repr."""
+    for cell in nb["cells"]:
+        for i, out in enumerate(cell.get("outputs", [])):
+            if WIDGET_VIEW in out.get("data", {}):
+                cell["outputs"][i] = {"output_type": "display_data", "metadata": {},
+                                      "data": {"text/html": LIVE_ONLY,
+                                               "text/plain": "(live panel: run the notebook to use it)"}}
+    nb["metadata"].pop("widgets", None)
+
+
 def clean_metadata(path: Path, extra: dict | None = None) -> None:
-    """Drop papermill's per-run noise (timestamps, environment) so diffs show content only."""
+    """Drop papermill's per-run noise (timestamps, environment) so diffs show content only, and
+    live-widget outputs (see static_outputs)."""
     nb = json.loads(path.read_text())
+    static_outputs(nb)
     pm = nb["metadata"].get("papermill", {})
     nb["metadata"]["papermill"] = {k: pm[k] for k in ("parameters", "default_parameters") if k in pm}
     for cell in nb["cells"]:
@@ -129,6 +148,8 @@ def problems(nb_path: Path) -> list[str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error" or "Traceback" in json.dumps(out):
                 bad.append("an error or traceback in outputs")
+    if WIDGET_VIEW in text:
+        bad.append("a live-widget output (empty in the static book): run it through tools/notebooks.py")
     widgets = nb["metadata"].get("widgets")
     if widgets is not None and "application/vnd.jupyter.widget-state+json" not in widgets:
         bad.append("widget metadata without state")

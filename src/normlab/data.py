@@ -13,6 +13,7 @@ variable, else a per-user cache folder. Each folder uses torchvision's layout
 """
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import os
@@ -358,6 +359,16 @@ class Batches:
         self.augment, self.drop_last, self.channels_last, self.dtype = augment, drop_last, channels_last, dtype
         self.normalize = Normalize(mean, std) if mean is not None else None
         self.generator = torch.Generator().manual_seed(seed)
+
+    def with_batch_size(self, batch_size: int) -> "Batches":
+        """The same images, pipeline and seed in batches of another size (for evaluation-batch
+        experiments: a batch-statistics BN gives different answers at different sizes)."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        other.generator = torch.Generator().manual_seed(self.generator.initial_seed())
+        return other
 
     def __len__(self) -> int:
         n = len(self.data)

@@ -53,7 +53,8 @@ class History:
 
     def table(self, digits: int = 4) -> str:
         """A fixed-width table of every epoch, metrics rounded (stable across runs at a fixed seed)."""
-        cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]
+        val = ["val_loss", "val_acc"] if any("val_acc" in e for e in self.epochs) else []
+        cols = ["epoch", "train_loss", "train_acc", *val, "test_loss", "test_acc", "lr"]
         rows = [" ".join(f"{c:>10}" for c in cols)]
         for e in self.epochs:
             rows.append(" ".join(f"{_fmt(e.get(c), digits):>10}" for c in cols))

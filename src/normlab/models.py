@@ -25,7 +25,7 @@ from .norms import (NORM_KINDS, TAIR_INFERENCE_MODES, BatchStatBN, BnLayer, BnLa
                     TairBatchNorm1d, TairBatchNorm2d, make_norm)
 
 __all__ = [
-    "SimpleNet", "ConvNet", "ConvNet2", "ConvBnNet", "ConvBnNet2", "LeNet", "LENET_VARIANTS",
+    "SimpleNet", "ConvNet", "ConvNet2", "ConvBnNet", "ConvBnNet2", "LeNet", "LENET_VARIANTS", "LENET_BN_AFTER",
     "ConvLayer", "Erav1s8Net", "receptive_field_table", "TFTutorialCNN", "ResidualBlock", "ResNetSpec",
     "ModelSpec", "MODELS", "build_model", "list_models", "count_params",
 ]
@@ -164,14 +164,14 @@ class ConvBnNet2(ConvBnNet):
 # --------------------------------------------------------------------------------------------------
 
 # variant -> the layers followed by a BN layer (layer -> BN -> sigmoid; the layer's bias is kept).
-_LENET_BN = {
+LENET_BN_AFTER = {
     "lenet": (),
     "lenet_bn1": ("c1",),
     "lenet_bn2": ("c1", "c3"),
     "lenet_fc_bn1": ("c1", "c3", "c5"),
     "lenet_fc_bn2": ("c1", "c3", "c5", "f6"),
 }
-LENET_VARIANTS = tuple(_LENET_BN)
+LENET_VARIANTS = tuple(LENET_BN_AFTER)
 _TAIR_INFERENCE = TAIR_INFERENCE_MODES
 
 
@@ -215,7 +215,7 @@ class LeNet(_Sequential):
         _check("bn", bn, ("original", "standard"))
         _check("output", output, ("logits", "softmax"))
         _check("inference", inference, _TAIR_INFERENCE)
-        with_bn = _LENET_BN[variant]
+        with_bn = LENET_BN_AFTER[variant]
         layers: list[tuple[str, nn.Module]] = []
 
         def block(name: str, layer: nn.Module, channels: int, hw: int | None = None) -> None:
@@ -258,7 +258,7 @@ class LeNet(_Sequential):
         (``nn.BatchNorm`` uses running stats in eval), so asking for it is an error.
         """
         _check("mode", mode, _TAIR_INFERENCE)
-        if self.bn == "standard" and _LENET_BN[self.variant]:
+        if self.bn == "standard" and LENET_BN_AFTER[self.variant]:
             raise ValueError("set_inference applies to bn='original' (TairBatchNorm); bn='standard' "
                              "uses nn.BatchNorm running statistics in eval mode")
         for m in self.tair_bn_layers():
@@ -550,7 +550,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
           "cifar10", _CIFAR, "003"),
     _spec("convbnnet2", ConvBnNet2, "fast.ai lesson 7 ConvBnNet2: ConvBnNet with an extra stride-1 BnLayer per stage",
           "cifar10", _CIFAR, "003"),
-    *(_spec(v, LeNet, f"tairtahar LeNet, sigmoid, BN after {', '.join(_LENET_BN[v]) or 'no layer'}",
+    *(_spec(v, LeNet, f"tairtahar LeNet, sigmoid, BN after {', '.join(LENET_BN_AFTER[v]) or 'no layer'}",
             "mnist_tairtahar", (1, 32, 32), "001", variant=v) for v in LENET_VARIANTS),
     _spec("erav1s8", Erav1s8Net, "erav1s8 CIFAR-10 net with batch/layer/group/instance norm and skips",
           "cifar10", _CIFAR, "002"),

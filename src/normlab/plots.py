@@ -100,3 +100,49 @@ def compare_histories(histories: dict, metric: str = "test_acc", ax=None, report
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+# Which elements of an (N, C, H*W) activation each norm averages over (Wu & He 2018, figure 2).
+NORM_AXES = {
+    "batch": "every image of the batch, one channel",
+    "layer": "one image, every channel",
+    "group": "one image, a group of channels",
+    "instance": "one image, one channel",
+}
+
+
+def plot_norm_axes(kinds=("batch", "layer", "group", "instance"), n: int = 6, c: int = 8, groups: int = 4,
+                   axes=None):
+    """The group-norm paper's cube figure: a batch of activations drawn as N x C x (H, W) cells, the
+    cells that one norm averages together (for one mean and variance) shaded."""
+    from matplotlib.patches import Polygon
+
+    unknown = [k for k in kinds if k not in NORM_AXES]
+    if unknown:
+        raise ValueError(f"unknown norm kind(s) {unknown}; accepted: {', '.join(NORM_AXES)}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(kinds), figsize=(3.1 * len(kinds), 3.3), constrained_layout=True)
+    axes = [axes] if not hasattr(axes, "__len__") else list(axes)
+    dx, dy = 0.45, 0.35  # oblique offset of the H, W depth
+    per = c // groups
+    for ax, kind in zip(axes, kinds):
+        def shaded(i, j):  # i: image (x axis), j: channel (y axis)
+            return {"batch": j == 0, "layer": i == 0, "group": i == 0 and j < per,
+                    "instance": i == 0 and j == 0}[kind]
+        for i in range(n):
+            for j in range(c):
+                color = "#4a90d9" if shaded(i, j) else "#f2f2f2"
+                ax.add_patch(Polygon([(i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)], fc=color, ec="#555", lw=0.6))
+                if j == c - 1:  # top face
+                    ax.add_patch(Polygon([(i, c), (i + 1, c), (i + 1 + dx, c + dy), (i + dx, c + dy)],
+                                         fc=color, ec="#555", lw=0.6, alpha=0.8))
+                if i == n - 1:  # side face
+                    ax.add_patch(Polygon([(n, j), (n + dx, j + dy), (n + dx, j + 1 + dy), (n, j + 1)],
+                                         fc=color, ec="#555", lw=0.6, alpha=0.8))
+        ax.set(xlim=(-0.6, n + dx + 0.3), ylim=(-0.9, c + dy + 0.3), aspect="equal")
+        ax.axis("off")
+        ax.text(n / 2, -0.6, "N (images)", ha="center", va="center", fontsize=9)
+        ax.text(-0.35, c / 2, "C (channels)", ha="center", va="center", rotation=90, fontsize=9)
+        ax.text(n + dx + 0.15, c + dy + 0.1, "H, W", ha="left", va="bottom", fontsize=8)
+        ax.set_title(f"{kind} norm\n{NORM_AXES[kind]}", fontsize=9)
+    return axes

@@ -200,13 +200,17 @@ def default_norm(name: str) -> str | None:
 
 # ----------------------------------------------------------------------------- recipe -> objects
 def make_loaders(recipe: Recipe, *, data_dir=None, device="auto", subset: int | None = None,
-                 test_subset: int | None = None, seed: int = 0, batch_size: int | None = None) -> Loaders:
+                 test_subset: int | None = None, seed: int = 0, batch_size: int | None = None,
+                 download: bool = False, drop_last: bool = False) -> Loaders:
     """``normlab.data.loaders`` for a recipe: its dataset, batch sizes, augmentations and
-    normalization. ``subset``/``test_subset`` keep that many images per class (seeded)."""
+    normalization. ``subset``/``test_subset`` keep that many images per class (seeded);
+    ``download=True`` fetches a missing dataset through torchvision (Colab); ``drop_last`` drops
+    a last incomplete training batch (the TF tutorial's queue ran int(50000/128) = 390 steps)."""
     return loaders(recipe.dataset, batch_size or recipe.batch_size, test_batch_size=recipe.test_batch_size,
                    augment=build_augment(recipe.augment), test_augment=build_augment(recipe.test_augment),
                    normalize=recipe.normalize, data_dir=data_dir, device=device, subset=subset,
-                   test_subset=test_subset, seed=seed)
+                   test_subset=test_subset, seed=seed, download=download,
+                   drop_last=drop_last)
 
 
 _FIT_PARAMS = tuple(p for p in inspect.signature(fit).parameters if p not in ("model", "data"))

@@ -25,7 +25,17 @@ SOURCES = {  # key: (short label for tables, full reference)
     "001-plot": ("Comparison.png", "tairtahar/batchnorm results/Comparison.png @3f33b79, read off the plot (+-0.003)"),
     "001-pickle": ("history pickle", "tairtahar/batchnorm temp_data/trainHistoryDict (the lenet_fc_bn2 run)"),
     "002-nb": ("S8 notebook", "swapniel99/erav1s8 S8.ipynb @c203522 (GPU Colab)"),
+    "002-readme": ("erav1s8 README", "swapniel99/erav1s8 README.md receptive-field table"),
     "004-readme": ("prog-eval README", "prog-eval convnet README (reference run, 8 Xeon threads)"),
+}
+
+# Each seed's name and the data split its numbers are measured on (the book uses the same split).
+SEEDS = {
+    "003": ("fast.ai lesson 7", "CIFAR-10, 50,000 train / 10,000 test (the test set is the validation set)"),
+    "001": ("tairtahar/batchnorm", "MNIST re-split: 51,000 train / 9,000 validation / 10,000 test, padded to 32x32"),
+    "000": ("satyaSK/Modulated-ConvNet-CIFAR10", "CIFAR-10, 50,000 / 10,000, 24x24 crops"),
+    "002": ("swapniel99/erav1s8", "CIFAR-10, 50,000 train / 10,000 test"),
+    "004": ("prog-eval convnet (KaushikRoy94/Work)", "CIFAR-2 (airplane, automobile): 10,000 train / 2,000 test"),
 }
 
 REPORTED: list[Reported] = [
@@ -51,6 +61,10 @@ REPORTED: list[Reported] = [
     Reported("002", "batch", "test accuracy", 0.7813, "002-nb", "best = final (epoch 20)"),
     Reported("002", "layer", "test accuracy", 0.7058, "002-nb", "best = final (epoch 20)"),
     Reported("002", "group", "test accuracy", 0.7284, "002-nb", "best (epoch 18); final 72.68 %"),
+    Reported("002", "batch", "train accuracy", 0.7522, "002-nb", "best (epoch 19)"),
+    Reported("002", "layer", "train accuracy", 0.6860, "002-nb", "best (epoch 19)"),
+    Reported("002", "group", "train accuracy", 0.7081, "002-nb", "best (epoch 20)"),
+    Reported("002", "receptive field", "pixels", 68, "002-readme", "final layer, jump 28"),
     # prog-eval (seed 004)
     Reported("004", "resnet_spec", "test accuracy", 0.965, "004-readme", "after 5 epochs; pass rule >= 0.95"),
     Reported("004", "resnet_spec", "time (s)", 40.27, "004-readme", "8 CPU threads, Xeon E5-2698 v4; ~5 s on a P100"),
@@ -72,6 +86,8 @@ CURVES = {
     },
     ("002", "batch_test_acc"): [53.75, 57.52, 63.78, 67.50, 70.09, 72.35, 72.93, 72.91, 75.59, 76.70,
                                 76.65, 76.49, 77.45, 77.51, 77.66, 77.91, 77.75, 77.94, 77.92, 78.13],
+    ("002", "lr_reductions"): {  # epochs (1-based) after which ReduceLROnPlateau cut the lr to x0.3
+        "group": [7, 10, 13, 19, 20], "layer": [6, 12, 14], "batch": [8, 12, 15, 18]},
     ("004", "test_acc"): [0.878, 0.9445, 0.9525, 0.96, 0.965],
     ("004", "time"): [8.48, 16.88, 25.42, 33.07, 40.27],
     ("003", "convnet_nb_epochs"): [.53418, .56143, .58398, .59922],

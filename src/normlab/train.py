@@ -128,6 +128,18 @@ def evaluate(model: nn.Module, batches: Iterable, loss_fn: Callable = F.cross_en
     return {"loss": total_loss.item() / max(n, 1), "acc": correct.item() / max(n, 1), "n": n}
 
 
+def accuracy_by_batch_size(model: nn.Module, batches, sizes: Sequence[int], before=None) -> dict[int, float]:
+    """Test accuracy of `model` when `batches` (a ``normlab.data.Batches``) are cut into each
+    batch size of `sizes`. Differs between sizes only if the model looks at the batch in eval mode
+    (batch-statistics BN). `before()` runs before each size (e.g. to reset a window of statistics)."""
+    out = {}
+    for size in sizes:
+        if before is not None:
+            before()
+        out[int(size)] = evaluate(model, batches.with_batch_size(int(size)))["acc"]
+    return out
+
+
 @torch.no_grad()
 def predict(model: nn.Module, batches: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class, true label) for every image of `batches`, in order, on the CPU."""
@@ -181,8 +193,9 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
         seed: int | None = None, amp: bool | str = "auto", channels_last: bool | str = "auto",
         progress: bool | str = "auto", callbacks: Sequence = (), log: str | None = None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
-        eval_every: int = 1, label: str = "") -> History:
-    """Train `model` on `data.train` for `epochs`, evaluating on `data.test` after each epoch.
+        eval_every: int = 1, label: str = "", max_loss: float | None = None) -> History:
+    """Train `model` on `data.train` for `epochs`, evaluating on `data.val` (when the dataset has
+    one) and `data.test` after each epoch.
 
     - opt: "sgd" (momentum, nesterov, weight_decay) or "adam" (betas, eps), or an optimizer.
     - schedule: "constant", "sgdr" (fastai 0.7 cycle_len=1), "linear" (to 0 per iteration),
@@ -193,8 +206,9 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     - log="json" prints one JSON line per epoch like the prog-eval reference.
     - checkpoint: path written atomically after every epoch; resume: a checkpoint to continue from
       (the finished run equals an uninterrupted one).
-    A non-finite loss stops the run: the model is put back to its last good weights, the history so
-    far is returned with `history.stopped` saying where (epoch, step, learning rate, loss).
+    A non-finite loss (or one above `max_loss`, if given) stops the run: the model is put back to
+    its last good weights, the history so far is returned with `history.stopped` saying where
+    (epoch, step, learning rate, loss).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
@@ -260,10 +274,11 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
                     out = model(x)
                     loss = loss_fn(out.float(), y)
                 loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise Diverged(f"loss became {loss_value} at epoch {epoch}, step {step} "
+                if not math.isfinite(loss_value) or (max_loss is not None and loss_value > max_loss):
+                    above = f" (above max_loss={max_loss:g})" if math.isfinite(loss_value) else ""
+                    raise Diverged(f"loss became {loss_value:.4g}{above} at epoch {epoch}, step {step} "
                                    f"(iteration {it}) with learning rate {lr_now:.3g}; stopped and "
-                                   f"restored the weights of the last finite step. Try a smaller learning rate.")
+                                   f"restored the weights of the last good step. Try a smaller learning rate.")
                 guard.keep()
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -287,6 +302,9 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
             record = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1),
                       "train_acc": correct.item() / max(seen, 1), "lr": lr_now}
             if (epoch + 1) % eval_every == 0 or epoch == epochs - 1:
+                if data.val is not None:  # the source's validation split (seed 001), like Keras' fit
+                    ev = evaluate(model, data.val, loss_fn, amp, device)
+                    record.update(val_loss=ev["loss"], val_acc=ev["acc"])
                 ev = evaluate(model, data.test, loss_fn, amp, device)
                 record.update(test_loss=ev["loss"], test_acc=ev["acc"])
             epoch_time = time.perf_counter() - t0

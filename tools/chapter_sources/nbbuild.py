@@ -1,0 +1,16 @@
+"""Throwaway: build a notebook from a list of cells. Cells: ('md', text) or ('code', text, [tags])."""
+import nbformat, sys
+def build(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    for c in cells:
+        kind, text = c[0], c[1].strip("\n")
+        tags = c[2] if len(c) > 2 else []
+        cell = nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text)
+        if tags:
+            cell.metadata["tags"] = tags
+        cell["id"] = f"c{len(nb.cells):02d}"
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
