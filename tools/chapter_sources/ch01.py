@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 
 COLAB = '''# Colab or a fresh environment: install normlab once (it uses the torch already installed).
 import importlib.util, subprocess, sys
@@ -213,4 +213,4 @@ Chapter 2 replaces the fully connected layers by convolutions with the same numb
 a third of them in fact, and uses the learning-rate finder to pick a learning rate.
 """),
 ]
-build("/work/main/book/01_fully_connected.ipynb", cells)
+build(f"{BOOK}/01_fully_connected.ipynb", cells)

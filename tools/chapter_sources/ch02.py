@@ -1,9 +1,9 @@
 import json, sys
-sys.path.insert(0, "/tmp/nbb")
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 from pathlib import Path
-from nbbuild import build
+from nbbuild import BOOK, TMP, build
 
-DST = "/work/main/book/02_convnets.ipynb"
+DST = f"{BOOK}/02_convnets.ipynb"
 
 COLAB = '''# Colab or a fresh environment: install normlab once (it uses the torch already installed).
 import importlib.util, subprocess, sys
@@ -517,8 +517,8 @@ if __name__ == "__main__":
     texts = {}
     if len(sys.argv) > 1 and sys.argv[1] == "--merge":
         import nbformat
-        build("/tmp/nbb/ch02_new.ipynb", cells)
-        nb, missing = merge_outputs(DST, "/tmp/nbb/ch02_new.ipynb")
+        build(f"{TMP}/ch02_new.ipynb", cells)
+        nb, missing = merge_outputs(DST, f"{TMP}/ch02_new.ipynb")
         if missing:
             raise SystemExit(f"code cells changed, render again: {missing}")
         Path(DST).write_text(json.dumps(json.loads(nbformat.writes(nb)), indent=1, ensure_ascii=False) + "\n")

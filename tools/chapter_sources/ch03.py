@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 
 COLAB = '''# Colab or a fresh environment: install normlab once (it uses the torch already installed).
 import importlib.util, subprocess, sys
@@ -623,4 +623,4 @@ one. Chapter 4 trains it as the lesson did, finds it worse, as the lesson and th
 records what happens inside the network during training to find out why.
 """),
 ]
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/03_batchnorm_from_scratch.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/03_batchnorm_from_scratch.ipynb", cells)

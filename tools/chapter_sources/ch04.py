@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 
 COLAB = '''# Colab or a fresh environment: install normlab once (it uses the torch already installed).
 import importlib.util, subprocess, sys
@@ -529,4 +529,4 @@ Chapter 5 moves to another seed and a smaller problem: LeNet on MNIST, with batc
 to it layer by layer.
 """),
 ]
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/04_deeper_batchnorm.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/04_deeper_batchnorm.ipynb", cells)

@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 from common import COLAB
 
 cells = [
@@ -326,4 +326,4 @@ image (layer, group and instance norm) on one network, and lets you train them y
 """),
 ]
 
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/06_lrn_vs_batchnorm.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/06_lrn_vs_batchnorm.ipynb", cells)

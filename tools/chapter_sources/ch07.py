@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 from common import COLAB
 
 cells = [
@@ -306,4 +306,4 @@ no learned scale and no running averages at all, always using the batch's own st
 """),
 ]
 
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/07_normalization_zoo.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/07_normalization_zoo.ipynb", cells)

@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 from common import COLAB
 
 cells = [
@@ -309,4 +309,4 @@ The last chapter puts every number of the book beside the number its source repo
 """),
 ]
 
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/08_resnet_spec.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/08_resnet_spec.ipynb", cells)

@@ -1,5 +1,5 @@
-import sys; sys.path.insert(0, "/tmp/nbb")
-from nbbuild import build
+import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbbuild import BOOK, TMP, build
 from common import COLAB
 
 cells = [
@@ -117,4 +117,4 @@ display(Markdown("\\n".join(new_lines)))'''),
 """),
 ]
 
-build(sys.argv[1] if len(sys.argv) > 1 else "/work/main/book/09_results.ipynb", cells)
+build(sys.argv[1] if len(sys.argv) > 1 else f"{BOOK}/09_results.ipynb", cells)

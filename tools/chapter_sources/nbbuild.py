@@ -1,5 +1,8 @@
 """Throwaway: build a notebook from a list of cells. Cells: ('md', text) or ('code', text, [tags])."""
-import nbformat, sys
+import nbformat, os, sys, tempfile
+# where the builders write by default: this repository's book/
+BOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "book")
+TMP = tempfile.gettempdir()
 def build(path, cells):
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},

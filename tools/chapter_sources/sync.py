@@ -1,8 +1,9 @@
 """Copy markdown cells from a fresh build into the rendered notebook (code must be identical)."""
-import json, subprocess, sys
+import json, os, subprocess, sys, tempfile
+fresh_path = os.path.join(tempfile.gettempdir(), "_fresh.ipynb")
 builder, rendered = sys.argv[1], sys.argv[2]
-subprocess.run([sys.executable, builder, "/tmp/nbb/_fresh.ipynb"], check=True)
-fresh = json.load(open("/tmp/nbb/_fresh.ipynb")); nb = json.load(open(rendered))
+subprocess.run([sys.executable, builder, fresh_path], check=True)
+fresh = json.load(open(fresh_path)); nb = json.load(open(rendered))
 cells = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
 assert len(cells) == len(fresh["cells"]), (len(cells), len(fresh["cells"]))
 n = 0
