@@ -78,10 +78,17 @@ def test_page_loads_renders_figures_and_has_its_buttons(page, site, entry):
     assert h1 and h1.split()[0] in title, (title, h1)
     # every image loaded (no broken figures), and none wider than the content column
     images = page.evaluate("""() => Array.from(document.querySelectorAll('main img')).map(i =>
-        ({src: i.currentSrc.slice(0, 60), ok: i.complete && i.naturalWidth > 0,
+        ({src: i.currentSrc.slice(0, 60), ok: i.complete && i.naturalWidth > 0, natural: i.naturalWidth,
+          figure: !!i.closest('.cell_output'),
           w: i.getBoundingClientRect().width, col: i.closest('article, main').getBoundingClientRect().width}))""")
     assert all(i["ok"] for i in images), [i["src"] for i in images if not i["ok"]]
     assert all(i["w"] <= i["col"] + 1 for i in images), "an image is wider than the page's content column"
+    # ... and none shrunk so far that its text is unreadable: matplotlib's 10 pt labels are 14 px at
+    # 100 dpi, so below 0.45 of natural size they fall under ~6 px. book/_static/normlab.css widens
+    # the column (854 px on a 1280 px screen); tools/CHAPTERS.md caps figures at 13 inches.
+    figures = [i for i in images if i["figure"]]
+    assert all(i["w"] >= 0.45 * i["natural"] for i in figures), \
+        [(i["src"], round(i["w"] / i["natural"], 2)) for i in figures if i["w"] < 0.45 * i["natural"]]
     text = page.locator("main").inner_text()
     for bad in ("HBox(", "VBox(", "Traceback (most recent call last)", "application/vnd.jupyter.widget"):
         assert bad not in text, f"{entry}: {bad!r} shown on the page"
@@ -97,7 +104,9 @@ def test_page_loads_renders_figures_and_has_its_buttons(page, site, entry):
     SHOTS.mkdir(parents=True, exist_ok=True)
     name = Path(entry).name
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    # dark mode, scrolled to the first figure: contrast of text, code and figures
     page.evaluate("document.documentElement.dataset.theme = 'dark'")
+    page.evaluate("() => { const f = document.querySelector('.cell_output img'); if (f) f.scrollIntoView(); }")
     page.screenshot(path=str(SHOTS / f"{name}-dark.png"))
 
 

@@ -43,6 +43,7 @@ import torch.nn as nn
 import matplotlib.pyplot as plt
 
 from normlab import book, models, plots, recipes, reported, train
+from normlab.devices import describe_device
 
 device = book.setup(SEED, DEVICE, THREADS)
 epochs = 1 if SMOKE else EPOCHS
