@@ -86,7 +86,7 @@ def test_page_loads_renders_figures_and_has_its_buttons(page, site, entry):
     # ... and none shrunk so far that its text is unreadable: matplotlib's 10 pt labels are 14 px at
     # 100 dpi, so below 0.45 of natural size they fall under ~6 px. book/_static/normlab.css widens
     # the column (854 px on a 1280 px screen); tools/CHAPTERS.md caps figures at 13 inches.
-    figures = [i for i in images if i["figure"]]
+    figures = [i for i in images if i["figure"] and i["w"] > 0]  # not those in hidden tabs
     assert all(i["w"] >= 0.45 * i["natural"] for i in figures), \
         [(i["src"], round(i["w"] / i["natural"], 2)) for i in figures if i["w"] < 0.45 * i["natural"]]
     text = page.locator("main").inner_text()
@@ -117,3 +117,23 @@ def test_search_finds_a_chapter_by_a_word_from_its_text(page, site, chapter, wor
     link = page.locator(f"#search-results a[href*='{chapter}']").first
     link.wait_for(timeout=20_000)
     assert chapter in link.get_attribute("href")
+
+
+ZOO = "book/07_normalization_zoo"
+
+
+@pytest.mark.skipif(ZOO not in chapter_pages(), reason="chapter 07 is not in the table of contents")
+def test_zoo_grid_switches_tabs_without_a_kernel(page, site):
+    """The static stand-in for the live panel: tabs of precomputed runs, switched by CSS alone."""
+    open_page(page, site, ZOO)
+    grid = page.locator(".normlab-grid").first
+    grid.scroll_into_view_if_needed()
+    labels, panes = grid.locator("label"), grid.locator(".nl-pane")
+    assert labels.count() >= 2 and labels.count() == panes.count()
+    assert panes.nth(0).is_visible() and not panes.nth(1).is_visible()
+    labels.nth(1).click()
+    assert panes.nth(1).is_visible() and not panes.nth(0).is_visible()
+    shown = panes.nth(1).locator("img")
+    assert shown.evaluate("i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0")
+    assert "The live panel appears here" in page.locator("main").inner_text()
+    page.screenshot(path=str(SHOTS / "07_zoo_grid-tab2.png"))

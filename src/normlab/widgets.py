@@ -18,6 +18,7 @@ that switch with CSS alone, and ``run_grid`` is what that script calls.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import math
@@ -318,7 +319,9 @@ class StaticGrid:
         return out
 
     def _repr_html_(self) -> str:
-        uid = f"nlgrid{abs(hash((self.results['model'], self.group_by, len(self.runs)))) % 10**8}"
+        # a stable id (not hash(): strings hash differently in every process), unique per grid
+        key = f"{self.results['model']}|{self.group_by}|{len(self.runs)}".encode()
+        uid = f"nlgrid{hashlib.sha1(key).hexdigest()[:8]}"
         r = self.results
         tabs, panes, css = [], [], []
         for i, (name, runs) in enumerate(self.groups().items()):

@@ -151,7 +151,7 @@ each epoch.
 ("code", '''curve = reported.CURVES[("001", "train_acc")]
 ref = {v: (curve["epochs"], curve[v]) for v in VARIANTS if v in curve}
 hists = {v: r["history"] for v, r in original.items()}
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True, sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), constrained_layout=True, sharey=True)
 plots.compare_histories(hists, "train_acc", ax=axes[0], reported=ref, ylabel="accuracy")
 plots.compare_histories(hists, "val_acc", ax=axes[1], ylabel="accuracy")
 plots.compare_histories(hists, "test_acc", ax=axes[2], ylabel="accuracy")
@@ -336,16 +336,17 @@ history with validation accuracy. The test accuracies are this book's measuremen
 compare them with. The table is written to `results/05_lenet_mnist.json`.
 """),
 ("code", '''results = book.Results("05_lenet_mnist", seed="001", smoke=SMOKE)
+bn = lambda v: "no BN" if v == "lenet" else "the author's BN"  # noqa: E731
 for v, r in original.items():
     h = r["history"]
     results.add(v, h.last["train_acc"], r["seconds"], metric="train accuracy", epochs=len(h),
-                note="the author's BN, double softmax")
+                note=f"{bn(v)}, double softmax")
 results.add("lenet_fc_bn2", original["lenet_fc_bn2"]["history"].last["val_acc"],
             original["lenet_fc_bn2"]["seconds"], metric="validation accuracy", epochs=epochs,
             note="the author's BN, double softmax")
 for v, r in original.items():
     results.add(f"{v} test", r["history"].last["test_acc"], r["seconds"], epochs=epochs,
-                note="the author's BN, batch statistics at test time, batches of 64")
+                note=f"{bn(v)}, batch statistics at test time, batches of 64" if v != "lenet" else "no BN")
 for v, r in standard.items():
     if v != "lenet":
         results.add(f"{v} standard BN test", r["history"].last["test_acc"], r["seconds"], epochs=epochs,

@@ -1,4 +1,4 @@
-"""Throwaway: build a notebook from a list of cells. Cells: ('md', text) or ('code', text, [tags])."""
+"""Build a chapter notebook from a list of cells: ('md', text) or ('code', text, [tags]). See tools/CHAPTERS.md."""
 import nbformat, os, sys, tempfile
 # where the builders write by default: this repository's book/
 BOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "book")
