@@ -137,6 +137,11 @@ def cmd_goldens(args) -> None:
         print(f"golden {dst.relative_to(REPO)}: {secs:.0f} s")
 
 
+def shown(path: Path) -> str:
+    """A path as a message shows it: relative to the repo when inside it (smoke runs write to /tmp)."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def problems(nb_path: Path) -> list[str]:
     """What must never be in a committed notebook."""
     text = nb_path.read_text()
@@ -155,7 +160,7 @@ def problems(nb_path: Path) -> list[str]:
         bad.append("widget metadata without state")
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
         bad.append("no papermill parameters cell")
-    return [f"{nb_path.relative_to(REPO)}: {b}" for b in dict.fromkeys(bad)]
+    return [f"{shown(nb_path)}: {b}" for b in dict.fromkeys(bad)]
 
 
 def stale_goldens() -> list[str]:

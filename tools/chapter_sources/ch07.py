@@ -173,7 +173,33 @@ for norm, r in runs.items():
     here = [i + 1 for i in range(len(lrs) - 1) if lrs[i + 1] < lrs[i] * 0.99]
     print(f"{norm:10s}{', '.join(map(str, here)) or '-':40s}{', '.join(map(str, cuts.get(norm, []))) or '-':>20s}")'''),
 ("md", r"""
-RESULTS_PROSE
+### What the runs show
+
+(Numbers from the full run committed with this page: one seed, 20 epochs each, 552 to 696 s per
+network on a 2-core CPU.)
+
+- **Batch norm is ahead from the first epoch to the last**: 53.7 % test accuracy after one epoch
+  against 39 to 43 % for the others, 79.93 % at the end. The original reports 78.13 %.
+- **Layer and group norm land within a point of the original's numbers**: 71.46 % against 70.58 %
+  for layer norm, 71.89 % against 72.84 % for group norm. The order of the two is swapped; with
+  one seed each, a gap of a point does not say which is better.
+- **Instance norm is last** (68.78 %), and its test loss stops falling after about epoch 12. A
+  likely reason: it takes each channel's mean and variance over that channel's own 7×7 to 28×28
+  map, so it removes how strongly a feature is present in the whole image, which is information a
+  classifier can use.
+- **No normalization at all does as well as layer and group norm** here (72.54 %). This network is
+  shallow (11 convolutions), has skip connections and a moderate learning rate, so it trains
+  without any norm, and the norms that work per image bring no gain at this size; only batch norm
+  beats the baseline. The original never ran this control: its numbers rank the three norms but do
+  not show that layer and group norm help at all.
+- **Training accuracy is below test accuracy** in every run, as in the original: it is measured on
+  augmented images with dropout on, averaged over an epoch during which the network improves.
+- **The learning-rate schedule differs from run to run.** `patience=0` cuts the rate whenever the
+  test loss fails to improve once, so the cut epochs depend on noise in the test loss: batch norm
+  was cut twice here (after epochs 11 and 18) and four times in the original (8, 12, 15, 18); group
+  norm was cut seven times, which left it at 0.01 × 0.3⁷ ≈ 2·10⁻⁶, so it stopped learning after
+  about epoch 15, where its best accuracy is. Part of every difference from the original's numbers
+  is this schedule, not the norm.
 
 ## Results beside the original's
 

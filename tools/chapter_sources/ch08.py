@@ -182,8 +182,11 @@ all_runs = {"specification": spec, **ablations}
 print(f"{'':42s}{'test acc':>10}{'best':>8}{'final train loss':>18}{'time (s)':>10}")
 for name, r in all_runs.items():
     h = r["history"]
-    print(f"{name:42s}{h.last['test_acc']:>10.4f}{h.best('test_acc')['test_acc']:>8.4f}"
-          f"{h.last['train_loss']:>18.4f}{r['seconds']:>10.1f}" + (f"  stopped: {h.stopped}" if h.stopped else ""))'''),
+    if h.epochs:
+        print(f"{name:42s}{h.last['test_acc']:>10.4f}{h.best('test_acc')['test_acc']:>8.4f}"
+              f"{h.last['train_loss']:>18.4f}{r['seconds']:>10.1f}")
+    if h.stopped:  # the divergence guard stopped it: no epoch finished if it says epoch 0
+        print(f"{name:42s}stopped: {h.stopped}")'''),
 ("code", '''fig, axes = plt.subplots(1, 2, figsize=(12, 4), constrained_layout=True)
 plots.compare_histories({k: r["history"] for k, r in all_runs.items()}, "test_acc", ax=axes[0],
                         reported={"specification": (list(range(1, 6)), ref_acc)}, ylabel="test accuracy")
@@ -240,8 +243,13 @@ results.add("resnet_spec", h.last["test_acc"], spec["seconds"], epochs=len(h),
 results.add("resnet_spec", round(spec["seconds"], 1), spec["seconds"], metric="time (s)", epochs=len(h),
             note="training and the 5 test passes")
 for name, r in ablations.items():
-    results.add(f"resnet_spec {name}", r["history"].last["test_acc"], r["seconds"], epochs=len(r["history"]),
-                reported_as=None, note="this book's ablation")
+    ah = r["history"]
+    if ah.epochs:
+        results.add(f"resnet_spec {name}", ah.last["test_acc"], r["seconds"], epochs=len(ah),
+                    reported_as=None, note="this book's ablation" + (f"; {ah.stopped.split(';')[0]}" if ah.stopped else ""))
+    else:  # diverged in the first epoch: record how far it got, not an accuracy
+        results.add(f"resnet_spec {name}", len(ah.steps["loss"]), r["seconds"], metric="steps before divergence",
+                    reported_as=None, note=f"this book's ablation; {ah.stopped.split(';')[0]}")
 if OTHER_SEEDS:
     for s, r in seeds.items():
         results.add(f"resnet_spec seed {s}", r["history"].last["test_acc"], r["seconds"], epochs=len(r["history"]),
