@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("NORMLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("NORMLAB_SCREENSHOTS") or REPO / "_build" / "screenshots")
 # A word from each chapter's text that search must find it by.
-SEARCH_WORDS = {"01_fully_connected": "SimpleNet", "05_lenet_mnist": "tairtahar", "06_lrn_vs_batchnorm": "LocalResponseNorm"}
+SEARCH_WORDS = {"01_fully_connected": "SimpleNet", "05_lenet_mnist": "tairtahar", "06_lrn_vs_batchnorm": "LocalResponseNorm",
+                "07_normalization_zoo": "erav1s8", "08_resnet_spec": "programmability"}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

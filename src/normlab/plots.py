@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import torch
 
 
@@ -97,6 +98,7 @@ def compare_histories(histories: dict, metric: str = "test_acc", ax=None, report
             ax.plot([a for a, _ in pts], [b for _, b in pts], "x--", color=line.get_color(), alpha=0.7,
                     label=f"{name} (reported)")
     ax.set(xlabel="epoch", ylabel=ylabel or metric.replace("_", " "))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
