@@ -181,7 +181,7 @@ the seed or a difference between the frameworks.
 The validation and test curves, which the original computed but did not plot, tell the README's
 story too: each added batch-norm layer helps, and the networks with batch norm after the dense
 layers learn fastest. After 10 epochs the test accuracy goes from 96.76 % without batch norm to
-98.85 % with it everywhere. Each run took 25 to 62 s on this CPU (the table at the end has the
+98.85 % with it everywhere. Each run took 37 to 94 s on this CPU (the table at the end has the
 times).
 """),
 ("md", r"""
