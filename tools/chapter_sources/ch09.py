@@ -136,7 +136,10 @@ display(Markdown("\\n".join(new_lines)))'''),
   point, so a gap of that size is not a difference.
 - The times are wall-clock times of the whole run (training and the evaluation after each epoch)
   on the hardware named in the row; the sources' times, where they give them, were measured on
-  other hardware.
+  other hardware. The chapters were rendered over several days on two hosts of the same 2-core
+  machine kind, one 1.4 to 2.1 times slower than the other, so compare times within a chapter.
+  Accuracies do not depend on the host: chapters 3 to 5, rendered again on the slower one,
+  reproduced every accuracy to the last digit.
 - "Reported" numbers are copied from the sources (`normlab.reported` names the file, notebook or
   plot of each); numbers read off a plot are good to about ±0.003.
 """),
