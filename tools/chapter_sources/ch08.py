@@ -345,7 +345,9 @@ for alpha in (0.125, 1):
 Scaling the logits by α scales their gradient by α too: the softmax is "cooler" (temperature 8),
 its outputs stay near 1/2 for longer, and the first steps at learning rate 0.1 are gentler. The
 global max pool of a ReLU network without normalization after the last block gives large positive
-features, so the unscaled logits start larger and the first updates larger too.
+features, so the unscaled logits start larger and the first updates larger too (here the mean
+absolute logit is about 0.13 with α = 0.125 and 1.1 with α = 1). The ablation above shows what
+that does at a learning rate of 0.1: without Scale the run diverged at step 30.
 ````
 """),
 ("md", r"""
