@@ -322,8 +322,9 @@ for norm in ("batch", "layer"):
 
 (For batch norm, training mode also updates the running averages: reload the model or save its
 `state_dict` first.) Layer norm gives the same accuracy in every case: it never looks at other
-images. Batch norm with batches of 2 normalizes each channel with the mean of two images, and
-loses accuracy.
+images. Batch norm with batches of 2 normalizes each channel with the mean of two images, which
+the network never saw in training; chapter 8 measures what that costs its network (0.9085 test
+accuracy at batches of 2 against 0.967 at 128).
 ````
 """),
 ("md", r"""
