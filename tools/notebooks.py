@@ -134,7 +134,7 @@ def cmd_goldens(args) -> None:
         dst = GOLDENS / ch.name
         secs = execute(ch, dst, {**SMOKE_PARAMS, "RESULTS_DIR": GOLDEN_RESULTS}, args.timeout)
         clean_metadata(dst, {"source": f"book/{ch.name}", "source_sha256": source_sha(ch)})
-        print(f"golden {dst.relative_to(REPO)}: {secs:.0f} s")
+        print(f"golden {shown(dst)}: {secs:.0f} s")
 
 
 def shown(path: Path) -> str:
@@ -168,11 +168,11 @@ def stale_goldens() -> list[str]:
     for ch in chapters():
         golden = GOLDENS / ch.name
         if not golden.exists():
-            out.append(f"{golden.relative_to(REPO)} missing: run python tools/notebooks.py goldens {ch.stem[:2]}")
+            out.append(f"{shown(golden)} missing: run python tools/notebooks.py goldens {ch.stem[:2]}")
             continue
         meta = json.loads(golden.read_text())["metadata"].get("normlab", {})
         if meta.get("source_sha256") != source_sha(ch):
-            out.append(f"{golden.relative_to(REPO)} is stale (book/{ch.name} changed): "
+            out.append(f"{shown(golden)} is stale (book/{ch.name} changed): "
                        f"run python tools/notebooks.py goldens {ch.stem[:2]}")
     return out
 

@@ -159,11 +159,13 @@ log (prog-eval README). After the first epoch it is ahead (0.903 against 0.878);
 epoch on the two runs are within 0.008 of each other, although the data order and the weights
 differ (the reference seeded NumPy with 123 for its shuffle; here one torch seed drives both).
 
-The time is about 35 s for the five epochs and their test passes on two cores of this page's CPU,
-against 40 s for the reference on eight threads of a Xeon E5-2698 v4 and about 5 s on a P100 GPU.
-The difference is the loop, not the model: channels_last memory layout, batches cut from uint8
-tensors already in memory, and an allocator that keeps its memory between steps
-(`benchmarks/README.md`, section 3, times both loops in one run).
+The time is about 45 s for the five epochs and their test passes on two cores of this page's
+CPU, against 40 s for the reference on eight threads of a Xeon E5-2698 v4 and about 5 s on a P100
+GPU. The machine is shared: three renders of this page on the same host took 36, 35 and 46 s for
+the same, bitwise identical, run. What makes two cores competitive with eight threads is the loop:
+channels_last memory layout, batches cut from uint8 tensors already in memory, and an allocator
+that keeps its memory between steps (`benchmarks/README.md`, section 3, times it against a
+re-typed reference loop in one run: 1.66 times faster).
 
 Is 0.967 luck? The same specification at three more seeds:
 """),
@@ -281,12 +283,12 @@ results.add("resnet_spec", round(spec["seconds"], 1), spec["seconds"], metric="t
             note="training and the 5 test passes")
 for name, r in ablations.items():
     ah = r["history"]
+    note = "this book's ablation" + (f"; {ah.stopped.split(';')[0]}" if ah.stopped else "")  # where it stopped
     if ah.epochs:
-        results.add(f"resnet_spec {name}", ah.last["test_acc"], r["seconds"], epochs=len(ah),
-                    reported_as=None, note="this book's ablation" + (f"; {ah.stopped.split(';')[0]}" if ah.stopped else ""))
+        results.add(f"resnet_spec {name}", ah.last["test_acc"], r["seconds"], epochs=len(ah), reported_as=None, note=note)
     else:  # diverged in the first epoch: record how far it got, not an accuracy
         results.add(f"resnet_spec {name}", len(ah.steps["loss"]), r["seconds"], metric="steps before divergence",
-                    reported_as=None, note=f"this book's ablation; {ah.stopped.split(';')[0]}")
+                    reported_as=None, note=note)
 if OTHER_SEEDS:
     for s, r in seeds.items():
         results.add(f"resnet_spec seed {s}", r["history"].last["test_acc"], r["seconds"], epochs=len(r["history"]),
