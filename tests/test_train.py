@@ -84,6 +84,27 @@ def test_max_loss_stops_a_finite_but_exploding_run(tiny):
     assert len(h) == 0 and h.steps["loss"] == []
 
 
+class NanInEval(nn.Module):
+    """A ConvNet whose eval-mode outputs are NaN: training losses stay finite, the test loss is not
+    (as when eval-mode statistics or the last step's weights have blown up)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = convnet()
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.training else out * float("nan")
+
+
+def test_a_non_finite_evaluation_loss_stops_the_run(tiny):
+    h = train.fit(NanInEval(), tiny(), 3, 0.05, progress=False)
+    assert h.stopped is not None and len(h) == 0
+    for words in ("test loss became nan", "after epoch 0", "step 3", "learning rate 0.05"):
+        assert words in h.stopped
+    assert all(math.isfinite(v) for v in h.steps["loss"])
+
+
 def test_checkpoint_resume_equals_uninterrupted(tiny, tmp_path):
     ref_model = convnet(seed=3)
     ref = train.fit(ref_model, tiny(seed=3), 3, 0.05, momentum=0.9, schedule="linear", seed=3, progress=False)

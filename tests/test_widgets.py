@@ -35,6 +35,23 @@ def test_clicking_train_updates_curves_table_and_status(panel):
     assert panel.progress.value == panel.progress.max == 2 * steps_per_epoch
 
 
+def test_the_panel_trains_on_the_device_it_was_given_and_says_so(panel, monkeypatch):
+    import torch
+
+    seen = []
+    real = widgets.loaders
+    monkeypatch.setattr(widgets, "loaders", lambda *a, **k: seen.append(k.get("device")) or real(*a, **k))
+    statuses = []
+    panel.status.observe(lambda change: statuses.append(change["new"]), names="value")
+    assert panel.device == torch.device("cpu")
+    panel.train()
+    panel.wait(120)
+    run = panel.runs[-1]
+    assert seen == [panel.device] and run.history.meta["device"] == "cpu"
+    assert "training batch" in statuses[0] and f"on {panel.where}, fp32" in statuses[0]
+    assert run.status == "done" and statuses[-1].count(panel.where) == 1 and "done" in statuses[-1]
+
+
 def test_a_diverging_learning_rate_is_reported_in_the_panel(panel):
     panel.norm.value, panel.lr.value = "none", 10.0
     panel.epochs.value, panel.subset.value = 3, 40

@@ -8,8 +8,10 @@ model's own throughput (../shared/reference/performance.md, section 4). The seed
 the benchmarks that compare against it.
 
 Where the data lives: an explicit `data_dir` argument, else the NORMLAB_DATA environment
-variable, else a per-user cache folder. Each folder uses torchvision's layout
-(`cifar-10-batches-py/`, `MNIST/raw/`).
+variable, else a per-user cache folder ($XDG_CACHE_HOME or ~/.cache, then normlab/data). Each
+folder uses torchvision's layout (`cifar-10-batches-py/`, `MNIST/raw/`). Files found there are
+read as they are (no checksum); `download=True` or `python -m normlab download NAME` fetches
+missing ones through `normlab.download` (canonical archives, md5s, timeout, mirrors).
 """
 from __future__ import annotations
 
@@ -72,7 +74,10 @@ def _missing(what: str, root: Path, needed: Sequence[Path], data_dir) -> DataErr
     return DataError(
         f"{what} not found in {root} (from {_where(data_dir)}); looked for:\n{lines}\n"
         f"Supply it by passing data_dir=<folder containing {needed[0].relative_to(root).parts[0]}/>, "
-        f"by setting {DATA_ENV}, or with download=True where a network is available.")
+        f"by setting {DATA_ENV}, or with download=True where a network is available.\n"
+        f"Or fetch it into this folder once: {DATA_ENV}={root} python -m normlab download "
+        f"{'cifar10' if what == 'CIFAR-10' else 'mnist'} "
+        f"(or copy the files above there).")
 
 
 # --------------------------------------------------------------------------- readers
@@ -174,19 +179,16 @@ def _mnist_files(root: Path) -> list[Path]:
 
 
 def _ensure(kind: str, root: Path, data_dir, download: bool) -> None:
-    """Check the files exist; download them through torchvision if allowed."""
+    """Check the files exist (no checksum: staged copies stay usable); fetch them if allowed."""
     files = _cifar_files(root) if kind == "cifar10" else _mnist_files(root)
     present = lambda p: p.exists() or p.with_name(p.name + ".gz").exists()  # noqa: E731
     if all(present(p) for p in files):
         return
     if not download:
         raise _missing("CIFAR-10" if kind == "cifar10" else "MNIST", root, files, data_dir)
-    import torchvision  # only needed to fetch; progress bars come from torchvision
+    from .download import download as fetch  # lazy: normlab.download imports this module
 
-    root.mkdir(parents=True, exist_ok=True)
-    cls = torchvision.datasets.CIFAR10 if kind == "cifar10" else torchvision.datasets.MNIST
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    fetch(kind, data_dir)  # resolves to the same root, and names where it came from
 
 
 # --------------------------------------------------------------------------- datasets

@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Loaders
-from .train import autocast_for, make_optimizer
+from .precision import choose_precision
+from .train import make_optimizer
 
 
 @dataclass
@@ -51,7 +52,8 @@ def lr_find(model: nn.Module, data: Loaders, start_lr: float = 1e-5, end_lr: flo
     saved_data = data.train.state_dict()
     was_training = model.training
     optimizer = make_optimizer(model.parameters(), opt, start_lr, momentum=momentum)
-    ctx, _ = autocast_for(data.device, amp)
+    precision = choose_precision(data.device, amp)  # fp16 on older GPUs: scale the loss
+    ctx, scaler = precision.autocast(), precision.grad_scaler()
     result, avg, best, it = LRFinderResult(), 0.0, math.inf, 0
     model.train()
     try:
@@ -73,8 +75,9 @@ def lr_find(model: nn.Module, data: Loaders, start_lr: float = 1e-5, end_lr: flo
                 result.losses.append(smooth)
                 result.raw_losses.append(value)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 it += 1
                 if it >= num_it:
                     break

@@ -70,6 +70,19 @@ def _batch_stats(x: Tensor, dims: Tuple[int, ...], correction: int = 0) -> Tuple
     return mean, var
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _in_float32(x: Tensor) -> Tensor:
+    """x in float32 if autocast (or the caller) handed us fp16/bf16, else x itself.
+
+    Statistics of half-precision activations lose digits (bf16 keeps 8 bits of mantissa) and the
+    float32 running buffers cannot be lerped towards them, so, as torch's own norms do under
+    autocast, every layer here computes in float32 and returns the input's dtype. float32 and
+    float64 inputs are untouched (bit-identical to before)."""
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
 def _normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
     """(x - mean) / sqrt(var + eps); mean/var must already broadcast against x."""
     return (x - mean) * torch.rsqrt(var + eps)
@@ -249,6 +262,9 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
+        return self._forward(_in_float32(x)).to(x.dtype)
+
+    def _forward(self, x: Tensor) -> Tensor:
         # Mode switch on self.training (not is_grad_enabled); without running
         # stats torch uses batch statistics in eval too.
         use_batch_stats = self.training or self.running_mean is None
@@ -363,6 +379,9 @@ class BnLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.conv(x))
+        return self._normalize(_in_float32(x)).to(x.dtype)
+
+    def _normalize(self, x: Tensor) -> Tensor:
         if self.training:
             # Lesson: x.transpose(0,1).contiguous().view(nf,-1).mean(1) / .std(1);
             # same numbers in one pass. Unbiased (correction=1), no eps, not detached.
@@ -491,8 +510,10 @@ class _TairBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        mean, var = self._stats(x)
-        return self.gamma * _normalize(x, _per_channel(mean, x), _per_channel(var, x), self.eps) + self.beta
+        xf = _in_float32(x)
+        mean, var = self._stats(xf)
+        y = self.gamma * _normalize(xf, _per_channel(mean, xf), _per_channel(var, xf), self.eps) + self.beta
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

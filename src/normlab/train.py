@@ -24,6 +24,7 @@ from .data import Loaders
 from .devices import tune_cpu_allocator
 from .files import save_atomic  # noqa: F401  (part of this module's API: checkpoints)
 from .history import History
+from .precision import Precision, choose_precision
 from .schedules import Schedule, make_schedule
 
 OPTIMIZERS = ("sgd", "adam")
@@ -76,17 +77,11 @@ def make_optimizer(params, opt: str = "sgd", lr: float = 0.01, *, momentum: floa
 
 
 # ----------------------------------------------------------------------------- device settings
-def autocast_for(device: torch.device, amp: bool | str) -> tuple[contextlib.AbstractContextManager, bool]:
-    """(autocast context, needs a GradScaler). 'auto' = bf16 (or fp16) on CUDA, off on CPU:
-    bf16 on CPU helps only on CPUs with AVX512-BF16/AMX and changes the numbers."""
-    if amp == "auto":
-        amp = device.type == "cuda"
-    if not amp:
-        return contextlib.nullcontext(), False
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
-    return torch.autocast(device.type, dtype=torch.bfloat16), False
+def autocast_for(device: torch.device, amp: bool | str | Precision) -> tuple[contextlib.AbstractContextManager, bool]:
+    """(autocast context, needs a GradScaler) for `amp`, as ``normlab.precision.choose_precision``
+    decides it (bf16 on GPUs with native bf16, fp16 + GradScaler on older GPUs, off on the CPU)."""
+    precision = choose_precision(device, amp)
+    return precision.autocast(), precision.needs_scaler
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
@@ -109,12 +104,12 @@ def _progress_enabled(progress) -> bool:
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, loss_fn: Callable = F.cross_entropy,
-             amp: bool | str = "auto", device=None) -> dict:
+             amp: bool | str | Precision = "auto", device=None) -> dict:
     """Mean loss and accuracy over `batches` in eval mode."""
     was_training = model.training
     model.eval()
     dev = device or next(model.parameters()).device
-    ctx, _ = autocast_for(torch.device(dev), amp)
+    ctx = choose_precision(torch.device(dev), amp).autocast()
     total_loss = torch.zeros((), device=dev, dtype=_sum_dtype(torch.device(dev)))
     correct = torch.zeros((), device=dev, dtype=torch.long)
     n = 0
@@ -186,11 +181,21 @@ class _Guard:
             torch._foreach_copy_(self.tensors, self.copy)
 
 
+def _check_eval(record: dict, epoch: int, step: int, it: int, lr: float) -> None:
+    """A finite training loss can still give a non-finite evaluation loss (eval-mode statistics,
+    a weight that blew up in the last step): that run has diverged too."""
+    for key in ("val_loss", "test_loss"):
+        if key in record and not math.isfinite(record[key]):
+            raise Diverged(f"{key.replace('_', ' ')} became {record[key]:.4g} after epoch {epoch} (last step "
+                           f"{step}, iteration {it}) with learning rate {lr:.3g}; stopped and restored the "
+                           f"weights of the last good step. Try a smaller learning rate.")
+
+
 def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
         opt: str | torch.optim.Optimizer = "sgd", momentum: float = 0.9, nesterov: bool = False,
         weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         schedule: str | Schedule = "constant", loss_fn: Callable = F.cross_entropy,
-        seed: int | None = None, amp: bool | str = "auto", channels_last: bool | str = "auto",
+        seed: int | None = None, amp: bool | str | Precision = "auto", channels_last: bool | str = "auto",
         progress: bool | str = "auto", callbacks: Sequence = (), log: str | None = None,
         checkpoint: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
         eval_every: int = 1, label: str = "", max_loss: float | None = None) -> History:
@@ -201,8 +206,10 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     - schedule: "constant", "sgdr" (fastai 0.7 cycle_len=1), "linear" (to 0 per iteration),
       "plateau" (ReduceLROnPlateau on the test loss, factor 0.3, patience 0), "onecycle", or a Schedule.
     - seed: seeds torch/python and the data order (model init happens before fit: seed that too).
-    - amp/channels_last: "auto" = mixed precision and channels_last on CUDA; channels_last for
-      conv nets on the CPU too (oneDNN is faster in NHWC); False/True to force.
+    - amp: the precision, decided by ``normlab.precision.choose_precision`` ("auto": bf16 autocast on
+      GPUs with native bf16, fp16 with a GradScaler on older ones, float32 on the CPU; or "fp32",
+      "bf16", "fp16", True/False, a Precision). history.meta["precision"] says what was used.
+    - channels_last: "auto" = on CUDA, and for conv nets on the CPU too (oneDNN is faster in NHWC).
     - log="json" prints one JSON line per epoch like the prog-eval reference.
     - checkpoint: path written atomically after every epoch; resume: a checkpoint to continue from
       (the finished run equals an uninterrupted one).
@@ -237,10 +244,11 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     sched = make_schedule(schedule, lr)
     steps_per_epoch = len(data.train)
     sched.setup(epochs * steps_per_epoch, steps_per_epoch)
-    autocast, needs_scaler = autocast_for(device, amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
+    precision = choose_precision(device, amp)
+    autocast, scaler = precision.autocast(), precision.grad_scaler()
     history = History(meta={"label": label, "device": str(device), "channels_last": cl, "epochs": epochs,
-                            "optimizer": type(optimizer).__name__, "schedule": repr(sched)})
+                            "optimizer": type(optimizer).__name__, "schedule": repr(sched),
+                            "precision": precision.name})
     start_epoch, elapsed = 0, 0.0
     if resume is not None:
         ck = torch.load(resume, map_location=device, weights_only=False)
@@ -303,10 +311,11 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
                       "train_acc": correct.item() / max(seen, 1), "lr": lr_now}
             if (epoch + 1) % eval_every == 0 or epoch == epochs - 1:
                 if data.val is not None:  # the source's validation split (seed 001), like Keras' fit
-                    ev = evaluate(model, data.val, loss_fn, amp, device)
+                    ev = evaluate(model, data.val, loss_fn, precision, device)
                     record.update(val_loss=ev["loss"], val_acc=ev["acc"])
-                ev = evaluate(model, data.test, loss_fn, amp, device)
+                ev = evaluate(model, data.test, loss_fn, precision, device)
                 record.update(test_loss=ev["loss"], test_acc=ev["acc"])
+                _check_eval(record, epoch, step, it, lr_now)
             epoch_time = time.perf_counter() - t0
             elapsed += epoch_time
             record.update(train_time=train_time, epoch_time=epoch_time, time=elapsed)

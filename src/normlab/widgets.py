@@ -30,9 +30,10 @@ import torch
 from matplotlib.figure import Figure  # not pyplot: figures are drawn off-screen, also from a thread
 
 from .data import Loaders, load_dataset, loaders
-from .devices import resolve_device
+from .devices import describe_device, resolve_device
 from .history import History
 from .models import MODELS, build_model
+from .precision import choose_precision
 from .recipes import build_augment, fit_kwargs, get_recipe, norm_choices
 from .train import CancelFit, fit
 
@@ -160,7 +161,10 @@ class TrainingPanel:
         lr = _check_lr(lr or recipe.lr)
         self.model_name, self.recipe, self.seed, self.threaded = model, recipe, seed, threaded
         self.test_subset = test_subset
-        self._splits = load_dataset(recipe.dataset, data_dir, device=resolve_device(device), download=True)
+        # Train where the chapter chose (a GPU runtime on Colab): the data live there, so does the model.
+        self.device = resolve_device(device)
+        self.where = describe_device(self.device)
+        self._splits = load_dataset(recipe.dataset, data_dir, device=self.device, download=True)
         self.runs: list[PanelRun] = []
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -186,8 +190,17 @@ class TrainingPanel:
         self._draw([])
 
     # ------------------------------------------------------------------ display
+    # ipywidgets 8 displays a widget through _repr_mimebundle_, ipywidgets 7 (what Colab ships)
+    # through _ipython_display_ and has no _repr_mimebundle_: forward both, so the panel shows on
+    # either (IPython calls _ipython_display_ first when it exists).
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        forward = getattr(self.widget, "_repr_mimebundle_", None)
+        return forward(**kwargs) if forward is not None else None
 
     def _draw(self, runs: list[PanelRun]) -> None:
         self.plot.value = curves_png(runs[-5:], title="" if runs else "no runs yet")
@@ -233,10 +246,11 @@ class TrainingPanel:
             r = self.recipe
             data = loaders(splits, r.batch_size, test_batch_size=r.test_batch_size,
                            augment=build_augment(r.augment), test_augment=build_augment(r.test_augment),
-                           normalize=r.normalize, seed=self.seed)
+                           normalize=r.normalize, seed=self.seed, device=self.device)
             steps = len(data.train) * run.epochs
             self.progress.max, self.progress.value, self.progress.description = steps, 0, "training"
-            self._set_status(f"training {run.label} on {len(splits.train)} images for {run.epochs} epochs ...")
+            self._set_status(f"training {run.label} on {len(splits.train)} images for {run.epochs} epochs "
+                             f"on {self.where}, {choose_precision(self.device).name} ...")
 
             class Live:
                 def after_step(self, step, **_):
@@ -261,8 +275,8 @@ class TrainingPanel:
             self.table.value = _table_html([r.summary() for r in self.runs])
         self.progress.description = run.status
         if run.status == "done":
-            self._set_status(f"{run.label}: test accuracy {run.history.last['test_acc']:.1%} "
-                             f"after {run.epochs} epochs ({run.seconds:.0f} s)", "ok")
+            self._set_status(f"done: {run.label}: test accuracy {run.history.last['test_acc']:.1%} "
+                             f"after {run.epochs} epochs ({run.seconds:.0f} s on {self.where})", "ok")
         elif run.status == "cancelled":
             self._set_status(f"{run.label}: cancelled after {len(run.history)} epochs")
         else:
@@ -280,7 +294,8 @@ def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: i
     for norm in norms:
         for lr in lrs:
             data = loaders(splits, recipe.batch_size, test_batch_size=recipe.test_batch_size,
-                           augment=build_augment(recipe.augment), normalize=recipe.normalize, seed=seed)
+                           augment=build_augment(recipe.augment), test_augment=build_augment(recipe.test_augment),
+                           normalize=recipe.normalize, seed=seed)
             t0 = time.perf_counter()
             h, status, message = _train_one(model, norm, lr, epochs, data, seed)
             run = PanelRun(norm, lr, epochs, subset, status, message, time.perf_counter() - t0, h)
