@@ -4,13 +4,16 @@ Everything runs in-process through ``main([...])`` on tiny stratified subsets, e
 subprocess that checks the ``python -m normlab`` entry point.
 """
 import json
+import math
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from normlab.cli import main
+import normlab.train
+from normlab.cli import PRECISIONS, _schedule_depends_on_length, main
 from normlab.data import DATASETS
 from normlab.models import MODELS, build_model, count_params
 from normlab.recipes import (RECIPES, Recipe, build_augment, default_norm, fit_kwargs, get_recipe,
@@ -32,6 +35,27 @@ def _train(capsys, data_dir, out, *extra, model="resnet_spec"):
 
 def _summary(out):
     return json.loads((Path(out) / "summary.json").read_text())
+
+
+def _no_constant(token):
+    raise ValueError(f"not strict JSON: {token}")
+
+
+def _strict(text: str):
+    """json.loads that refuses NaN / Infinity / -Infinity (as jq, JavaScript and RFC 8259 do)."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _strict_run_files(out) -> dict:
+    """Every JSON file of a run, parsed strictly: {name: value} (metrics.jsonl: a list of records)."""
+    out = Path(out)
+    files = {f: _strict((out / f).read_text()) for f in ("history.json", "summary.json", "config.json")}
+    files["metrics.jsonl"] = [_strict(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return files
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(Path(folder).iterdir())}
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -204,6 +228,8 @@ def test_diverged_run_exits_1(capsys, data_dir, tmp_path):
     (["--model", "convnet", "--lr", "nan"], "'nan'"),
     (["--model", "convnet", "--batch-size", "0"], "'0'"),
     (["--model", "convnet", "--subset", "x"], "'x'"),
+    (["--model", "convnet", "--precision", "fp8"], "'fp8'"),
+    (["--model", "convnet", "--max-loss", "-1"], "'-1'"),
     (["--model", "convnet", "--data", "mnist", "DATA"], "'mnist'"),
     (["--model", "resnet_spec", "--data", "cifar10", "DATA"], "'cifar10'"),
     (["--model", "convnet", "--subset", "100000", "DATA"], "100000"),
@@ -229,3 +255,125 @@ def test_bad_arguments_exit_2_naming_the_value(capsys, data_dir, tmp_path, args,
     if "--model" in args and args[args.index("--model") + 1] in ("nope",):
         assert "resnet_spec" in err  # the accepted names are listed
     assert not (tmp_path / "out").exists()  # nothing written for a rejected command
+
+
+# ----------------------------------------------------------------------------- divergence, strict JSON
+@pytest.mark.parametrize("model, extra, what", [
+    ("resnet_spec", ["--lr", "100", "--batch-size", "2"], "loss became"),   # training loss above --max-loss
+    ("lenet", ["--lr", "100", "--batch-size", "8"], "loss became"),         # finite but huge: --max-loss
+    ("convnet", ["--lr", "1e30", "--subset", "2"], "test loss became nan"),  # finite step, non-finite test loss
+])
+def test_divergence_exits_1_with_the_message_and_strict_files(capsys, data_dir, tmp_path, model, extra, what):
+    code, _, err = _train(capsys, data_dir, tmp_path / "run", *extra, model=model)
+    assert code == 1, err
+    assert "Traceback" not in err and "normlab: done" not in err
+    message = err[err.index("normlab: diverged: "):]
+    for word in (what, "epoch 0", "step", "learning rate"):
+        assert word in message, (word, err)
+    files = _strict_run_files(tmp_path / "run")
+    s = files["summary.json"]
+    assert s["status"] == "diverged" and s["stopped"] and s["stopped"] in err
+    assert files["history.json"]["stopped"] == s["stopped"]
+
+
+def test_nonfinite_numbers_become_null_with_a_note(capsys, data_dir, tmp_path, monkeypatch):
+    """A history holding NaN/inf (as a library caller's fit may return) is written as strict JSON."""
+    real_fit = normlab.train.fit
+
+    def fit(*args, **kwargs):
+        history = real_fit(*args, **kwargs)
+        history.epochs[-1].update(test_loss=math.nan, train_loss=math.inf)
+        return history
+
+    monkeypatch.setattr(normlab.train, "fit", fit)
+    code, _, err = _train(capsys, data_dir, tmp_path / "run")
+    assert code == 0, err
+    files = _strict_run_files(tmp_path / "run")
+    s = files["summary.json"]
+    assert s["status"] == "done" and s["final_test_loss"] is None and s["nonfinite"] == ["final_test_loss: nan"]
+    h = files["history.json"]
+    assert h["epochs"][0]["test_loss"] is None and h["epochs"][0]["train_loss"] is None
+    assert h["nonfinite"] == ["epochs[0].train_loss: inf", "epochs[0].test_loss: nan"]
+    record = files["metrics.jsonl"][0]
+    assert record["test_loss"] is None and record["nonfinite"] == ["train_loss: inf", "test_loss: nan"]
+
+
+# ----------------------------------------------------------------------------- --out, --resume, --precision
+def test_out_holding_a_run_is_refused_without_resume(capsys, data_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()  # an existing empty folder is fine
+    code, _, err = _train(capsys, data_dir, out, "--precision", "fp32")
+    assert code == 0, err
+    assert "normlab: precision fp32: float32" in err  # printed beside the device line
+    assert _summary(out)["precision"] == "fp32" and _strict_run_files(out)["config.json"]["precision"] == "fp32"
+    before = _snapshot(out)
+    code, stdout, err = _train(capsys, data_dir, out)
+    assert code == 2 and stdout == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert str(out) in err and "checkpoint.pt" in err and "--resume" in err and "another --out" in err
+    assert _snapshot(out) == before  # untouched
+
+
+def test_resume_with_other_epochs_refused_for_a_length_dependent_schedule(capsys, data_dir, tmp_path):
+    # resnet_spec's linear schedule decays to 0 over the epochs the run was started with.
+    out = tmp_path / "run"
+    code, _, err = _train(capsys, data_dir, out)
+    assert code == 0, err
+    before = _snapshot(out)
+    code, _, err = _train(capsys, data_dir, out, "--epochs", "2", "--resume")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "'linear'" in err and "started for 1 epochs" in err and "--epochs 1" in err
+    assert _snapshot(out) == before
+
+
+def test_help_says_what_resume_does_with_epochs(capsys):
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--precision {auto,fp32,bf16,fp16}" in text
+    assert "refused for linear and onecycle" in text and "(constant, sgdr, plateau" in text
+    assert "Exit codes: 0 done; 1 the run diverged" in text
+    # what the help says is what the check does
+    for name, depends in (("constant", False), ("sgdr", False), ("plateau", False), ("linear", True),
+                          ("onecycle", True)):
+        assert _schedule_depends_on_length(name, 0.1, 5, 7) is depends, name
+
+
+def test_precision_choices_are_the_library_ones():
+    from normlab.precision import PRECISIONS as library
+
+    assert PRECISIONS == library
+
+
+# ----------------------------------------------------------------------------- download
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_download_arguments(capsys, data_dir):
+    assert main(["download", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: normlab download [-h]") and "cifar10 or mnist" in text and "Exit codes" in text
+    for argv, named in ((["download", "nope"], "'nope'"), (["download", "mnist", "--timeout", "0"], "'0'")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    # data already in place: nothing is fetched, the folder is printed
+    assert main(["download", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"cifar10: {data_dir}", f"mnist: {data_dir}"]
+
+
+@pytest.mark.parametrize("argv, named", [(["mnist"], "MNIST"), ([], "CIFAR-10")])
+def test_download_failure_is_one_clean_error(capsys, tmp_path, monkeypatch, argv, named):
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    monkeypatch.setenv("NORMLAB_DATA_MIRRORS", url)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["download", *argv, "--data-dir", str(empty), "--timeout", "5"]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and "Traceback" not in cap.err
+    assert cap.err.startswith("normlab download: error: Could not download") and named in cap.err
+    assert url in cap.err and str(empty) in cap.err and "--data-dir" in cap.err

@@ -1,8 +1,13 @@
-"""What a training run measured: per epoch and per step, printable as JSON lines and plottable."""
+"""What a training run measured: per epoch and per step, printable as JSON lines and plottable.
+
+Its JSON (``json_line``, and ``to_dict`` as written by ``normlab.files.write_json_atomic``) is
+strict: a non-finite number (the loss of a diverged run) is written as null and noted under
+"nonfinite" (see ``normlab.files``)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from .files import json_line as _strict_line
 
 
 def _round(v, digits: int = 4):
@@ -45,8 +50,9 @@ class History:
         return self
 
     def json_line(self, epoch: dict, keys=("epoch", "test_acc", "time"), digits: int = 4) -> str:
-        """One line like the prog-eval reference: {"epoch": 0, "test_acc": 0.878, "time": 8.48}."""
-        return json.dumps({k: _round(epoch[k], digits) for k in keys if k in epoch})
+        """One line like the prog-eval reference: {"epoch": 0, "test_acc": 0.878, "time": 8.48}.
+        Strict JSON: a non-finite value is null, noted as {"nonfinite": ["test_acc: nan"]}."""
+        return _strict_line({k: _round(epoch[k], digits) for k in keys if k in epoch})
 
     def json_lines(self, keys=("epoch", "test_acc", "time"), digits: int = 4) -> str:
         return "\n".join(self.json_line(e, keys, digits) for e in self.epochs)
