@@ -11,7 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Loaders
+from .learner import CancelFit, Learner, MixedPrecision
 from .precision import choose_precision
+from .schedules import Schedule
 from .train import make_optimizer
 
 
@@ -39,6 +41,42 @@ class LRFinderResult:
         return plot_lr_find(self, ax=ax, skip_start=skip_start, skip_end=skip_end)
 
 
+class _ExponentialRamp(Schedule):
+    """start_lr * (end_lr / start_lr) ** (it / (num_it - 1)): the lr of batch `it`."""
+
+    def __init__(self, start_lr: float, end_lr: float, num_it: int):
+        super().__init__(start_lr)
+        self.end_lr, self.num_it = end_lr, num_it
+
+    def lr(self, it: int) -> float:
+        return self.base_lr * (self.end_lr / self.base_lr) ** (it / max(self.num_it - 1, 1))
+
+
+class LRFinder:
+    """The Learner callback: record the smoothed, debiased loss of every batch; stop at a NaN, at
+    4x the best smoothed loss, or after `num_it` batches."""
+
+    def __init__(self, num_it: int, beta: float):
+        self.num_it, self.beta, self.avg, self.best = num_it, beta, 0.0, math.inf
+        self.result = LRFinderResult()
+
+    def after_loss(self, learner, loss: float, lr: float, **_) -> None:
+        it = learner.iteration
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        smooth = self.avg / (1 - self.beta ** (it + 1))
+        if not math.isfinite(loss) or smooth > 4 * self.best:
+            self.result.stopped_early = True
+            raise CancelFit("diverged")
+        self.best = min(self.best, smooth)
+        self.result.lrs.append(lr)
+        self.result.losses.append(smooth)
+        self.result.raw_losses.append(loss)
+
+    def after_step(self, learner, **_) -> None:
+        if learner.iteration >= self.num_it:
+            raise CancelFit("done")
+
+
 def lr_find(model: nn.Module, data: Loaders, start_lr: float = 1e-5, end_lr: float = 10.0,
             num_it: int | None = None, *, opt: str = "sgd", momentum: float = 0.9, beta: float = 0.98,
             loss_fn=F.cross_entropy, amp="auto") -> LRFinderResult:
@@ -51,37 +89,14 @@ def lr_find(model: nn.Module, data: Loaders, start_lr: float = 1e-5, end_lr: flo
     saved_model = copy.deepcopy(model.state_dict())
     saved_data = data.train.state_dict()
     was_training = model.training
-    optimizer = make_optimizer(model.parameters(), opt, start_lr, momentum=momentum)
-    precision = choose_precision(data.device, amp)  # fp16 on older GPUs: scale the loss
-    ctx, scaler = precision.autocast(), precision.grad_scaler()
-    result, avg, best, it = LRFinderResult(), 0.0, math.inf, 0
-    model.train()
+    finder = LRFinder(num_it, beta)
+    # fp16 on older GPUs: MixedPrecision scales the loss; no evaluation, no history
+    learner = Learner(model, data, make_optimizer(model.parameters(), opt, start_lr, momentum=momentum),
+                      _ExponentialRamp(start_lr, end_lr, num_it), loss_fn,
+                      [MixedPrecision(choose_precision(data.device, amp)), finder], eval_every=None)
     try:
-        while it < num_it:
-            for x, y in data.train:
-                lr = start_lr * (end_lr / start_lr) ** (it / max(num_it - 1, 1))
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                with ctx:
-                    loss = loss_fn(model(x).float(), y)
-                value = loss.item()
-                avg = beta * avg + (1 - beta) * value
-                smooth = avg / (1 - beta ** (it + 1))
-                if not math.isfinite(value) or smooth > 4 * best:
-                    result.stopped_early = True
-                    return result
-                best = min(best, smooth)
-                result.lrs.append(lr)
-                result.losses.append(smooth)
-                result.raw_losses.append(value)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                it += 1
-                if it >= num_it:
-                    break
-        return result
+        learner.fit(epochs=math.ceil(num_it / len(data.train)))
+        return finder.result
     finally:
         model.load_state_dict(saved_model)
         data.train.load_state_dict(saved_data)
