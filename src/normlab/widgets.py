@@ -32,10 +32,11 @@ from matplotlib.figure import Figure  # not pyplot: figures are drawn off-screen
 from .data import Loaders, load_dataset, loaders
 from .devices import describe_device, resolve_device
 from .history import History
-from .models import MODELS, build_model
+from . import runs
+from .models import MODELS
 from .precision import choose_precision
-from .recipes import build_augment, fit_kwargs, get_recipe, norm_choices
-from .train import CancelFit, fit
+from .recipes import build_augment, get_recipe, norm_choices
+from .train import CancelFit
 
 __all__ = ["PANEL_DEFAULTS", "PanelRun", "TrainingPanel", "curves_png", "run_grid", "static_grid"]
 
@@ -74,21 +75,23 @@ def _check_lr(lr: float) -> float:
     return lr
 
 
+def _loaders(recipe, splits, seed: int, device) -> Loaders:
+    """The recipe's batches over a subset already in memory (the panel keeps the dataset loaded)."""
+    return loaders(splits, recipe.batch_size, test_batch_size=recipe.test_batch_size,
+                   augment=build_augment(recipe.augment), test_augment=build_augment(recipe.test_augment),
+                   normalize=recipe.normalize, seed=seed, device=device)
+
+
 def _train_one(model_name: str, norm: str, lr: float, epochs: int, data: Loaders, seed: int,
                callbacks=(), progress=False) -> tuple[History, str, str]:
-    """Train one model; returns (history, status, message). Never raises for a diverging run."""
-    torch.manual_seed(seed)
-    model = build_model(model_name, norm=norm).to(data.device)
+    """Train one configuration through ``normlab.runs``; returns (history, status, message).
+    Never raises for a diverging run."""
     # A loss 20x that of guessing (ln 10 = 2.3 for 10 classes) has diverged, even while finite.
-    max_loss = 20 * math.log(len(data.classes))
-    kw = fit_kwargs(get_recipe(model_name), epochs=epochs, lr=lr, seed=seed, progress=progress,
-                    callbacks=list(callbacks), max_loss=max_loss)
-    h = fit(model, data, **kw)
-    if h.stopped is None:
-        return h, "done", ""
-    if h.stopped.startswith("cancelled"):
-        return h, "cancelled", "cancelled: Train was pressed again"
-    return h, "diverged", h.stopped
+    r = runs.run(model_name, norm=norm, lr=lr, epochs=epochs, data=data, seed=seed, callbacks=list(callbacks),
+                 progress=progress, max_loss=20 * math.log(len(data.classes)))
+    if r.status == "cancelled":
+        return r.history, "cancelled", "cancelled: Train was pressed again"
+    return r.history, r.status, r.history.stopped or ""
 
 
 def curves_figure(runs: list[PanelRun], title: str = "") -> Figure:
@@ -243,10 +246,7 @@ class TrainingPanel:
         t0 = time.perf_counter()
         try:
             splits = self._splits.subset(run.subset, self.test_subset, seed=self.seed)
-            r = self.recipe
-            data = loaders(splits, r.batch_size, test_batch_size=r.test_batch_size,
-                           augment=build_augment(r.augment), test_augment=build_augment(r.test_augment),
-                           normalize=r.normalize, seed=self.seed, device=self.device)
+            data = _loaders(self.recipe, splits, self.seed, self.device)
             steps = len(data.train) * run.epochs
             self.progress.max, self.progress.value, self.progress.description = steps, 0, "training"
             self._set_status(f"training {run.label} on {len(splits.train)} images for {run.epochs} epochs "
@@ -293,9 +293,7 @@ def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: i
            "torch": torch.__version__, "threads": torch.get_num_threads(), "runs": []}
     for norm in norms:
         for lr in lrs:
-            data = loaders(splits, recipe.batch_size, test_batch_size=recipe.test_batch_size,
-                           augment=build_augment(recipe.augment), test_augment=build_augment(recipe.test_augment),
-                           normalize=recipe.normalize, seed=seed)
+            data = _loaders(recipe, splits, seed, "cpu")
             t0 = time.perf_counter()
             h, status, message = _train_one(model, norm, lr, epochs, data, seed)
             run = PanelRun(norm, lr, epochs, subset, status, message, time.perf_counter() - t0, h)
@@ -339,9 +337,9 @@ class StaticGrid:
         uid = f"nlgrid{hashlib.sha1(key).hexdigest()[:8]}"
         r = self.results
         tabs, panes, css = [], [], []
-        for i, (name, runs) in enumerate(self.groups().items()):
-            img = base64.b64encode(curves_png(runs, dpi=72)).decode()
-            rows = _table_html([x.summary() for x in runs])
+        for i, (name, group) in enumerate(self.groups().items()):
+            img = base64.b64encode(curves_png(group, dpi=72)).decode()
+            rows = _table_html([x.summary() for x in group])
             tid = f"{uid}-{i}"
             tabs.append(f'<input type="radio" name="{uid}" id="{tid}" {"checked" if i == 0 else ""}>'
                         f'<label for="{tid}">{html.escape(name)}</label>')

@@ -1,0 +1,176 @@
+"""One way to train a configuration: a registered model, its seed's recipe, and what you override.
+
+    from normlab import runs
+    run = runs.run("erav1s8", norm="group", epochs=2, subset=100)
+    run.history.last["test_acc"], run.status, run.summary()
+
+``run`` executes the recipe's whole schedule: where the source trained in several calls (fast.ai
+lesson 7: ``fit(lr, 2)`` at a constant rate, then ``fit(lr, n, cycle_len=1)``, listed in
+``Recipe.calls``), it makes every call, each with a fresh optimizer as fastai 0.7 did, and returns
+one History. Chapters, the live panel, the grid script, the command line and the benchmarks all
+train through it, so a configuration means the same thing everywhere.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .data import Loaders
+from .devices import resolve_device
+from .history import History
+from .learner import set_rng_state
+from .models import build_model
+from .precision import Precision, choose_precision
+from .recipes import Recipe, fit_kwargs, get_recipe, make_loaders
+from .train import fit
+
+__all__ = ["Call", "Run", "run", "plan_calls"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One fit call of a run: fastai's ``learn.fit(lr, epochs[, cycle_len=1])``."""
+    lr: float
+    epochs: int
+    schedule: str
+
+    def describe(self) -> str:
+        return f"fit({self.lr:g}, {self.epochs}{', cycle_len=1' if self.schedule == 'sgdr' else ''})"
+
+
+@dataclass
+class Run:
+    """What ``run`` returns: the settings it used, the History of all its calls, the trained model,
+    its data and its times (seconds in all and per call)."""
+    name: str
+    settings: dict
+    history: History
+    model: nn.Module
+    data: Loaders
+    seconds: float = 0.0
+    call_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """"done", "diverged" or "cancelled"."""
+        stopped = self.history.stopped
+        return "done" if stopped is None else "cancelled" if stopped.startswith("cancelled") else "diverged"
+
+    def summary(self) -> dict:
+        """A JSON-ready line for tables and results files."""
+        last = self.history.last
+        best = self.history.best("test_acc") if any(e.get("test_acc") is not None for e in self.history.epochs) else {}
+        return {**self.settings, "status": self.status, "stopped": self.history.stopped,
+                "epochs_run": len(self.history), "train_acc": last.get("train_acc"),
+                "test_acc": last.get("test_acc"), "best_test_acc": best.get("test_acc"),
+                "seconds": round(self.seconds, 1)}
+
+
+def _per_call(what: str, value: Any, n: int) -> list:
+    """A scalar applies to every call; a sequence gives one value per call."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{what}={tuple(value)!r} gives {len(value)} values but the recipe makes {n} "
+                             f"fit call(s); give one value, or one per call")
+        return list(value)
+    return [value] * n
+
+
+def plan_calls(recipe: Recipe, lr=None, epochs=None, calls: str = "all") -> list[Call]:
+    """The fit calls of a recipe with overrides: ``calls="all"`` (the source's whole schedule) or
+    ``"main"`` (only the call whose result the source reported)."""
+    if calls not in ("all", "main"):
+        raise ValueError(f"calls must be 'all' or 'main', got {calls!r}")
+    base = [Call(*c) for c in recipe.calls] if recipe.calls and calls == "all" else [
+        Call(recipe.lr, recipe.epochs, recipe.schedule)]
+    lrs = _per_call("lr", lr, len(base))
+    eps = _per_call("epochs", epochs, len(base))
+    return [Call(float(l) if l is not None else c.lr, int(e) if e is not None else c.epochs, c.schedule)
+            for c, l, e in zip(base, lrs, eps)]
+
+
+def _checkpoints(checkpoint, n: int) -> list[Path | None]:
+    """One checkpoint file per call: the last call writes `checkpoint` itself (what a single-call
+    run has always written), earlier calls ``<stem>.call<i><suffix>`` beside it."""
+    if checkpoint is None:
+        return [None] * n
+    path = Path(checkpoint)
+    return [path.with_name(f"{path.stem}.call{i + 1}{path.suffix}") for i in range(n - 1)] + [path]
+
+
+def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size: int | None = None,
+        subset: int | None = None, test_subset: int | None = None, device="auto", seed: int = 0,
+        precision: str | bool | Precision = "auto", calls: str = "all",
+        model: nn.Module | Callable[[], nn.Module] | None = None, model_kwargs: dict | None = None,
+        data: Loaders | None = None, data_dir=None, download: bool = True, drop_last: bool = False,
+        callbacks: Sequence = (), progress="auto", log: str | None = None, checkpoint=None,
+        resume: bool = False, max_loss: float | None = None, label: str | None = None,
+        **fit_overrides) -> Run:
+    """Train the registered model `name` with its seed's recipe and these overrides.
+
+    - norm, model_kwargs: passed to the model's builder (``normlab.models.build_model``); `model`
+      replaces the built model (a module, or a function that builds one after seeding).
+    - lr, epochs: one value for every call, or one per call of ``Recipe.calls``.
+    - batch_size, subset, test_subset, device, data_dir, download, drop_last: the data
+      (``recipes.make_loaders``); or pass ready `data` (Loaders) to share it between runs.
+    - seed: seeds the model's initialization and the first call's data order (as the chapters do).
+    - precision: "auto", "fp32", "bf16", "fp16" (``normlab.precision``).
+    - checkpoint, resume: a checkpoint per call (see ``_checkpoints``); with resume=True, finished
+      calls are skipped and an unfinished one continues, equal to an uninterrupted run.
+    - any other keyword goes to ``normlab.train.fit`` for every call (weight_decay, schedule, ...).
+    """
+    recipe = get_recipe(name)
+    plan = plan_calls(recipe, lr, epochs, calls)
+    if data is not None and any(v is not None for v in (batch_size, subset, test_subset)):
+        raise ValueError("pass either data= (ready Loaders) or batch_size/subset/test_subset, not both")
+    dev = resolve_device(device) if data is None else data.device
+    if data is None:
+        data = make_loaders(recipe, data_dir=data_dir, device=dev, subset=subset, test_subset=test_subset,
+                            seed=seed, batch_size=batch_size, download=download, drop_last=drop_last)
+    chosen = choose_precision(dev, precision)
+    torch.manual_seed(seed)
+    if model is None:
+        model = build_model(name, **({"norm": norm} if norm is not None else {}), **(model_kwargs or {}))
+    elif not isinstance(model, nn.Module):
+        model = model()
+    settings = {"model": name, "norm": norm, "lr": [c.lr for c in plan], "epochs": [c.epochs for c in plan],
+                "schedule": [c.schedule for c in plan], "batch_size": data.train.batch_size,
+                "subset": subset, "test_subset": test_subset, "device": str(dev), "seed": seed,
+                "precision": chosen.name}
+    result = Run(name, settings, History(), model, data)
+    paths = _checkpoints(checkpoint, len(plan))
+    t_run = time.perf_counter()
+    for i, (call, path) in enumerate(zip(plan, paths)):
+        t0 = time.perf_counter()
+        if resume and path is not None and path.exists():
+            ck = torch.load(path, map_location=dev, weights_only=False)
+            if ck["epoch"] + 1 >= call.epochs:  # finished before: take its end state, go on
+                model.load_state_dict(ck["model"])
+                set_rng_state(data, ck["rng"])
+                _append(result, History.from_dict(ck["history"]), i)
+                continue
+        call_label = label or name
+        h = fit(model, data, **fit_kwargs(
+            recipe, **{**fit_overrides, "epochs": call.epochs, "lr": call.lr, "schedule": call.schedule,
+                       "seed": seed if i == 0 else None, "amp": chosen, "callbacks": list(callbacks),
+                       "progress": progress, "log": log, "checkpoint": path, "max_loss": max_loss,
+                       "resume": path if resume and path is not None and path.exists() else None,
+                       "label": f"{call_label}: {call.describe()}" if len(plan) > 1 else call_label}))
+        _append(result, h, i)
+        result.call_seconds.append(time.perf_counter() - t0)
+        if h.stopped is not None:
+            break
+    result.seconds = time.perf_counter() - t_run
+    return result
+
+
+def _append(result: Run, h: History, index: int) -> None:
+    if index == 0:
+        result.history = h
+    else:
+        result.history.extend(h)
