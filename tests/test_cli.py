@@ -377,3 +377,15 @@ def test_download_failure_is_one_clean_error(capsys, tmp_path, monkeypatch, argv
     assert cap.out == "" and "Traceback" not in cap.err
     assert cap.err.startswith("normlab download: error: Could not download") and named in cap.err
     assert url in cap.err and str(empty) in cap.err and "--data-dir" in cap.err
+
+
+def test_calls_all_makes_the_lessons_whole_schedule(capsys, data_dir, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = _train(capsys, data_dir, out, "--calls", "all", model="convbnnet")
+    assert code == 0, err
+    hist = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in hist["epochs"]] == [0, 1]  # fit(3e-2, 1), then fit(1e-1, 1, cycle_len=1)
+    assert hist["steps"]["lr"][0] == pytest.approx(3e-2) and (out / "checkpoint.call1.pt").exists()
+    assert json.loads((out / "config.json").read_text())["calls"] == "all"
+    code, _, err = _train(capsys, data_dir, out, "--calls", "all", "--epochs", "2", "--resume", model="convbnnet")
+    assert code == 2 and "makes 2 fit calls" in err and "--epochs 1" in err

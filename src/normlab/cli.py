@@ -60,7 +60,7 @@ RUN_FILES = ("checkpoint.pt", "history.json", "metrics.jsonl", "summary.json", "
 # Keys of config.json that must match for --resume to continue the same run (epochs: see _check_epochs).
 _RESUME_KEYS = ("model", "norm", "dataset", "batch_size", "test_batch_size", "subset", "test_subset", "seed",
                 "lr", "opt", "momentum", "nesterov", "weight_decay", "eps", "schedule", "augment",
-                "test_augment", "normalize")
+                "test_augment", "normalize", "calls")
 
 # normlab.precision.PRECISIONS, repeated here so that building the parser does not import torch
 # (tests/test_cli.py checks they agree).
@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "accepted only for schedules that do not depend on the length (constant, sgdr, "
                         "plateau) and refused for linear and onecycle")
     p.add_argument("--lr", type=_pos_float, metavar="X", help="learning rate (default: the recipe's)")
+    p.add_argument("--calls", choices=("main", "all"), default="main",
+                   help="main (default): the one fit call whose result the source reported; all: the source's "
+                        "whole sequence (fast.ai lesson 7: fit(lr, 2), then fit(lr, n, cycle_len=1); --epochs "
+                        "and --lr then apply to every call, and --resume cannot change --epochs)")
     p.add_argument("--batch-size", type=_pos_int, metavar="N", help="training batch size (default: the recipe's)")
     p.add_argument("--norm", metavar="KIND",
                    help="normalization, for models with a norm argument (erav1s8, tf_tutorial_cnn, resnet_spec)")
@@ -395,7 +399,8 @@ def _plan(args, err) -> _Run:
               "weight_decay": recipe.weight_decay, "eps": recipe.eps, "schedule": recipe.schedule,
               "augment": recipe.augment, "test_augment": recipe.test_augment, "normalize": recipe.normalize,
               "subset": args.subset, "test_subset": args.test_subset, "seed": args.seed,
-              "precision": precision.name, "max_loss": args.max_loss, "source": recipe.source}
+              "precision": precision.name, "max_loss": args.max_loss, "calls": args.calls,
+              "source": recipe.source}
     return _Run(name, norm, recipe, device, precision, out, config, args.resume, t_start=t_start)
 
 
@@ -430,6 +435,10 @@ def _check_epochs(run: _Run, old, err) -> None:
     new, schedule = run.recipe.epochs, run.recipe.schedule
     if not isinstance(old, int) or old == new:
         return
+    if run.config["calls"] == "all" and len(run.recipe.calls) > 1:
+        err(f"--resume with --epochs {new}: the run in {str(run.out)!r} makes {len(run.recipe.calls)} fit calls "
+            f"of {old} epochs each, and a later call starts from where the earlier one ended, so the calls "
+            f"cannot be lengthened afterwards; resume with --epochs {old}, or start a new run in another --out")
     if _schedule_depends_on_length(schedule, run.recipe.lr, old, new):
         err(f"--resume with --epochs {new}: the run in {str(run.out)!r} was started for {old} epochs and its "
             f"{schedule!r} schedule sets the learning rate of every step from that length, so it cannot be "
@@ -512,15 +521,15 @@ def _announce(run: _Run, data) -> None:
 
 
 def _fit(run: _Run, args, data, model):
-    """fit() with the recipe; the History, or None when interrupted."""
-    from .recipes import fit_kwargs
-    from .train import fit
+    """The run, through ``normlab.runs`` (the one way to train a configuration); the History, or
+    None when interrupted."""
+    from .runs import run as train_run
 
     try:
-        return fit(model, data, **fit_kwargs(run.recipe, seed=args.seed, progress=run.show, log=None,
-                                             callbacks=[_RunFiles(run.out, args.json)], checkpoint=run.ckpt,
-                                             resume=run.resume, label=run.name, amp=run.precision,
-                                             max_loss=args.max_loss))
+        return train_run(run.name, model=model, data=data, lr=args.lr,
+                         epochs=args.epochs, calls=args.calls, seed=args.seed, precision=run.precision,
+                         progress=run.show, callbacks=[_RunFiles(run.out, args.json)], checkpoint=run.ckpt,
+                         resume=run.resume_asked, label=run.name, max_loss=args.max_loss).history
     except KeyboardInterrupt:
         print(f"\nnormlab: interrupted; continue with the same command plus --resume "
               f"(from {run.ckpt} if an epoch finished)", file=sys.stderr)
