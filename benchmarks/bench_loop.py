@@ -4,7 +4,7 @@ For one chapter model at its seed's batch size, in one run:
   - model-only: the same number of training steps on one synthetic in-memory batch (same model,
     memory format and batch size) plus the same test forward passes: the ceiling for any loop;
   - fit(): one epoch of CIFAR-10 with the seed's augmentation plus the test pass, through
-    normlab.data (uint8 tensors, batched augmentation) and normlab.train.fit;
+    normlab.data (uint8 tensors, batched augmentation) and normlab.runs.run (the fit() loop);
   - seed-style: torchvision transforms over PIL images + DataLoader, the same model and steps.
 Prints times and the ratios (throughput of fit / model-only; seed-style / fit).
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from common import hardware_line, timed
-from normlab import augment, data, models, train
+from normlab import augment, data, models, runs
 from normlab.devices import tune_cpu_allocator
 from normlab.baseline import seed_style_loader
 
@@ -78,7 +78,8 @@ def main() -> None:
         t, _ = timed(model_only, models.build_model(args.model), n_train, n_test, args.batch_size, True, args.lr)
         rows["model-only"].append(t)
         torch.manual_seed(r)
-        t, h = timed(train.fit, models.build_model(args.model), dl, 1, args.lr, seed=r, progress=False)
+        t, h = timed(lambda: runs.run(args.model, data=dl, lr=args.lr, epochs=1, calls="main", seed=r,
+                                      progress=False).history)
         rows["fit"].append(t)
         fit_acc = h.last["test_acc"]
         torch.manual_seed(r)

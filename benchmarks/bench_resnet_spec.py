@@ -2,7 +2,7 @@
 SGD momentum 0.9, lr 0.1 decayed linearly to 0 per iteration.
 
 Runs, in one process:
-  - normlab: data.loaders("cifar2") + train.fit (channels_last on the CPU), printing the
+  - normlab: data.loaders("cifar2") + runs.run (fit, channels_last on the CPU), printing the
     reference's JSON lines and applying its pass rule (test_acc >= 0.95);
   - reference-style: the prog-eval main.py loop re-typed (NCHW float arrays in memory, a
     shuffled index per epoch, lr set before each step, eval each epoch), same model and seeds.
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from common import hardware_line
-from normlab import data, models, train
+from normlab import data, models, runs
 
 
 def reference_style(splits, epochs: int = 5, bs: int = 128, lr0: float = 0.1) -> tuple[float, list[float]]:
@@ -76,21 +76,24 @@ def main() -> None:
         ref = reference_style(splits)
 
     def run_fit(amp):
-        torch.manual_seed(124)
-        model = models.ResNetSpec()
+        def build():  # the reference's seeds: 124 for the weights, 123 for the data order
+            torch.manual_seed(124)
+            return models.ResNetSpec()
+
         dl = data.loaders(splits, 128, seed=123)
         t0 = time.perf_counter()
-        h = train.fit(model, dl, 5, 0.1, momentum=0.9, schedule="linear", log="json", progress=False, amp=amp)
+        # the recipe: 5 epochs, SGD 0.1 momentum 0.9, linear decay per iteration
+        h = runs.run("resnet_spec", model=build, data=dl, seed=123, precision=amp, log="json", progress=False).history
         secs, acc = time.perf_counter() - t0, h.last["test_acc"]
         print(json.dumps({"test_acc": acc, "status": "PASS" if acc >= 0.95 else "FAIL"}))
         return secs, acc
 
     print("\nnormlab fit():")
-    ours, acc = run_fit(False)
+    ours, acc = run_fit("fp32")
     rows = [("normlab fit() fp32 (this run)", ours, acc)]
     if args.bf16:
         print("\nnormlab fit(), bf16 autocast:")
-        rows.append(("normlab fit() bf16 autocast (this run)", *run_fit(True)))
+        rows.append(("normlab fit() bf16 autocast (this run)", *run_fit("bf16")))
     if ref is not None:
         rows.append(("reference-style loop (this run)", ref[0], ref[1][-1]))
     print(f"\n{'run':<40}{'time (s)':>10}{'test_acc':>10}")
