@@ -23,7 +23,7 @@ chromium:
 	  { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
 	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(chromium --version 2>/dev/null)"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt $(QUIET_PIP)

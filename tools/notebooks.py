@@ -4,6 +4,8 @@
   python tools/notebooks.py smoke [CHAPTER ...] [--out DIR]   SMOKE=True into DIR (default: a temp dir)
   python tools/notebooks.py goldens [CHAPTER ...]    SMOKE=True into tests/goldens/ (nbval compares them)
   python tools/notebooks.py check                    goldens current, notebooks clean (no widget text, errors)
+  python tools/notebooks.py colab                    every chapter's install cell (from _config.yml and the
+                                                     version, with its output run here) and Colab metadata
 
 CHAPTER is a file stem or its number prefix (01, 02_convnets, ...); none means every chapter.
 Executions use the kernel 'python3' of this environment, cwd book/, TQDM_DISABLE=1 and a fixed
@@ -25,7 +27,30 @@ REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 GOLDENS = REPO / "tests" / "goldens"
 SMOKE_PARAMS = {"SMOKE": True}
-GOLDEN_RESULTS = "smoke_results"  # relative to where nbval runs the goldens; ignored by git
+# Each golden writes its results to a folder of its own (relative to where nbval runs the goldens;
+# ignored by git), so no golden reads what another wrote: a chapter that reads another chapter's
+# results gets the book's committed ones, whatever ran before it.
+GOLDEN_RESULTS = "smoke_results"
+# Colab opens a chapter on a GPU runtime (a T4 on the free tier) when its metadata asks for one.
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+INSTALL_CELL = """# Colab or a fresh environment: install normlab once (it uses the torch already installed).
+import importlib, importlib.util, subprocess, sys
+if importlib.util.find_spec("normlab") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "{requirement}"], check=True)
+    importlib.invalidate_caches()  # let this running kernel see the new package
+from normlab.devices import describe_device, resolve_device
+from normlab.precision import choose_precision
+print("device:", describe_device("auto"))
+print("precision:", choose_precision(resolve_device("auto")))"""
+
+
+def install_cell() -> str:
+    """The first code cell of every chapter: normlab at this version's release tag, from the repository
+    set in _config.yml (normlab.repository reads it)."""
+    from normlab import repository
+
+    return INSTALL_CELL.format(requirement=repository.requirement())
 
 
 def chapters(selection: list[str] | None = None) -> list[Path]:
@@ -39,6 +64,11 @@ def chapters(selection: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"no chapter {s!r}; chapters: {', '.join(p.stem for p in every)}")
         picked += match
     return picked
+
+
+def writes_results(nb_path: Path) -> bool:
+    """Chapters that train record their numbers with book.Results; the results chapter only reads them."""
+    return "book.Results(" in nb_path.read_text()
 
 
 def source_sha(nb_path: Path) -> str:
@@ -61,17 +91,19 @@ def _env() -> dict:
     return env
 
 
-def execute(src: Path, dst: Path, params: dict, timeout: int | None = None) -> float:
-    """papermill src -> dst with params, in a subprocess (clean env); returns the seconds taken."""
+def execute(src: Path, dst: Path, params: dict, timeout: int | None = None, *, kernel: str = "python3",
+            cwd: Path = BOOK, env: dict | None = None) -> float:
+    """papermill src -> dst with params, in a subprocess (by default this environment's kernel in book/);
+    returns the seconds taken."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "--kernel", "python3", "--cwd", str(BOOK),
+    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "--kernel", kernel, "--cwd", str(cwd),
            "--no-progress-bar"]
     for k, v in params.items():
         cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
     if timeout:
         cmd += ["--execution-timeout", str(timeout)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=_env() if env is None else env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
         raise RuntimeError(f"{src.name} failed (papermill exit {proc.returncode}); output in {dst}\n{tail}")
@@ -132,9 +164,47 @@ def cmd_smoke(args) -> None:
 def cmd_goldens(args) -> None:
     for ch in chapters(args.chapters):
         dst = GOLDENS / ch.name
-        secs = execute(ch, dst, {**SMOKE_PARAMS, "RESULTS_DIR": GOLDEN_RESULTS}, args.timeout)
+        secs = execute(ch, dst, {**SMOKE_PARAMS, "RESULTS_DIR": f"{GOLDEN_RESULTS}/{ch.stem}"}, args.timeout)
         clean_metadata(dst, {"source": f"book/{ch.name}", "source_sha256": source_sha(ch)})
+        drop_unchecked_images(dst)
         print(f"golden {shown(dst)}: {secs:.0f} s")
+
+
+def checked(cell: dict) -> bool:
+    """Whether nbval compares this cell's output (its marker, as nbval reads it)."""
+    return any(line.strip().lstrip("#").strip() == "NBVAL_CHECK_OUTPUT"
+               for line in "".join(cell["source"]).splitlines() if line.strip().startswith("#"))
+
+
+def is_image(out: dict) -> bool:
+    return any(k.startswith("image/") for k in out.get("data", {}))
+
+
+def drop_unchecked_images(path: Path) -> None:
+    """nbval compares only the marked cells: figures elsewhere in a golden are dead weight."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and not checked(cell):
+            cell["outputs"] = [o for o in cell["outputs"] if not is_image(o)]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def cmd_colab(args) -> None:
+    """Write the install cell and the Colab metadata into every chapter. The cell's committed output is
+    what it prints when run here (normlab is installed here, so it only reports device and precision)."""
+    source = install_cell()
+    proc = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True, text=True,
+                          check=True)
+    for ch in chapters():
+        nb = json.loads(ch.read_text())
+        cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        if "".join(cell["source"]) != source:
+            cell["source"] = source.splitlines(keepends=True)
+            cell["outputs"] = [{"name": "stdout", "output_type": "stream",
+                                "text": proc.stdout.splitlines(keepends=True)}]
+        nb["metadata"].update(COLAB_METADATA)
+        ch.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        print(f"{shown(ch)}: install cell and Colab metadata")
 
 
 def shown(path: Path) -> str:
@@ -177,8 +247,17 @@ def stale_goldens() -> list[str]:
     return out
 
 
+def golden_images(path: Path) -> list[str]:
+    nb = json.loads(path.read_text())
+    if any(is_image(o) for c in nb["cells"] if c["cell_type"] == "code" and not checked(c) for o in c["outputs"]):
+        return [f"{shown(path)}: a figure in a cell nbval does not compare (python tools/notebooks.py goldens drops them)"]
+    return []
+
+
 def cmd_check(args) -> None:
-    issues = stale_goldens() + [p for nb in chapters() + sorted(GOLDENS.glob("*.ipynb")) for p in problems(nb)]
+    goldens = sorted(GOLDENS.glob("*.ipynb"))
+    issues = stale_goldens() + [p for nb in chapters() + goldens for p in problems(nb)] + \
+        [p for g in goldens for p in golden_images(g)]
     print("\n".join(issues) or "notebooks OK")
     raise SystemExit(1 if issues else 0)
 
@@ -186,10 +265,11 @@ def cmd_check(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens), ("check", cmd_check)):
+    for name, fn in (("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens), ("check", cmd_check),
+                     ("colab", cmd_colab)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
-        if name != "check":
+        if name not in ("check", "colab"):
             s.add_argument("chapters", nargs="*")
             s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
         if name == "smoke":

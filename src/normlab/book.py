@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, repository
 from .devices import describe_device, resolve_device
 from .files import write_json_atomic
 from .reported import SOURCES, Reported, reported
@@ -114,11 +114,63 @@ class Results:
         return path
 
 
-def load_results(folder: str | os.PathLike) -> list[Results]:
-    """Every chapter's results file in `folder`, in chapter order."""
-    out = []
-    for p in sorted(Path(folder).glob("*.json")):
-        d = json.loads(p.read_text())
-        rows = [Row(**r) for r in d.pop("rows")]
-        out.append(Results(d["chapter"], d["seed"], d["smoke"], d["hardware"], rows))
+COMMITTED = "book/results"  # where the repository keeps the chapters' results (normlab ships a copy)
+
+
+def _where_to_get(path: str) -> str:
+    try:
+        return repository.web_url(path)
+    except FileNotFoundError:  # neither a checkout nor a package copy of _config.yml
+        return f"{path} in the book's repository"
+
+
+def results_file(name: str, folder: str | os.PathLike) -> Path | None:
+    """`folder`/`name` where a run wrote it, else the book's committed copy of it (saying so), else
+    None after saying what is missing and where to get it. `name` is relative to a results folder,
+    such as "grids/07_zoo_grid.json"."""
+    here = Path(folder) / name
+    if here.exists():
+        return here
+    committed = repository.committed_file(f"{COMMITTED}/{name}")
+    if committed is not None:
+        print(f"{name} is not in {folder}/: using the book's committed copy (normlab {__version__})")
+        return committed
+    print(f"{name} is neither in {folder}/ nor in this installation of normlab: "
+          f"download {_where_to_get(f'{COMMITTED}/{name}')} into {folder}/")
+    return None
+
+
+def _read_results(path: Path) -> Results:
+    d = json.loads(path.read_text())
+    rows = [Row(**r) for r in d.pop("rows")]
+    return Results(d["chapter"], d["seed"], d["smoke"], d["hardware"], rows)
+
+
+def load_results(folder: str | os.PathLike, chapters: list[str] | None = None) -> list[Results]:
+    """The results of `chapters` (default: every chapter found), each from `folder` where a run wrote
+    it, else from the book's committed results that normlab ships (a reader who opens one chapter
+    on Colab has no results folder). Prints which came from the committed copy and, for a chapter
+    found in neither, what is missing and where to get it; prints nothing when `folder` has all."""
+    def found(d):
+        return {p.stem: p for p in sorted(Path(d).glob("*.json"))} if d is not None and Path(d).is_dir() else {}
+
+    committed_dir = repository.committed_file(COMMITTED)
+    here, committed = found(folder), found(committed_dir)
+    if chapters is None:
+        if committed_dir is None:
+            print(f"this installation of normlab carries no committed results: download the files of "
+                  f"{_where_to_get(COMMITTED)} into {folder}/ to read every chapter's")
+        chapters = sorted(here.keys() | committed.keys())
+    out, fallback = [], []
+    for name in chapters:
+        path = here.get(name) or committed.get(name)
+        if path is None:
+            print(f"no results of {name}: neither in {folder}/ nor in this installation of normlab; run that "
+                  f"chapter (it writes {folder}/{name}.json) or download {_where_to_get(f'{COMMITTED}/{name}.json')}")
+            continue
+        if name not in here:
+            fallback.append(name)
+        out.append(_read_results(path))
+    if fallback:
+        print(f"not in {folder}/, so from the book's committed results (normlab {__version__}): {', '.join(fallback)}")
     return out

@@ -140,6 +140,7 @@ ran (more below).
 
 original = {v: train_variant(v) for v in VARIANTS}'''),
 ("code", '''# NBVAL_CHECK_OUTPUT
+# NBVAL_APPROX  (training numbers: compared within the tolerance in tests/README.md)
 print(original[VARIANTS[-1]]["history"].table())'''),
 ("md", r"""
 The original plotted only the **training** accuracy of the five networks (`results/Comparison.png`,

@@ -188,6 +188,7 @@ for faithful in [f for f, on in ((True, AS_CODED), (False, FIXED)) if on]:
     for norm in NORMS:
         runs[(norm, faithful)] = train_net(norm, faithful)'''),
 ("code", '''# NBVAL_CHECK_OUTPUT
+# NBVAL_APPROX  (training numbers: compared within the tolerance in tests/README.md)
 for (norm, faithful), r in runs.items():
     print(f"{norm}, {'as coded' if faithful else 'fixed'}")
     print(r["history"].table(digits=3))'''),

@@ -9,7 +9,9 @@ cells = [
 Each chapter wrote the numbers it measured to a small results file (`results/NN_name.json`), with
 the hardware, the time, the number of epochs and whether the run was a full-budget run or a quick
 test. This chapter reads those files, and nothing else, and puts every measured number beside the
-number its source reported. Rows where the book falls short of the source say why.
+number its source reported. Rows where the book falls short of the source say why. A chapter you
+have not run yourself (on Colab: in this notebook's session) is read from the book's committed
+results, which normlab carries; the first cell says which.
 """),
 ("code", COLAB),
 ("code", '''SMOKE = False           # no training here; kept for the book's tests

@@ -1,7 +1,7 @@
-COLAB = '''# Colab or a fresh environment: install normlab once (it uses the torch already installed).
-import importlib.util, subprocess, sys
-if importlib.util.find_spec("normlab") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "normlab @ git+https://github.com/normlab-book/normlab"], check=True)
-from normlab.devices import describe_device
-print("device:", describe_device("auto"))'''
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from notebooks import COLAB_METADATA, install_cell  # noqa: E402  (tools/notebooks.py)
+
+__all__ = ["COLAB", "COLAB_METADATA"]
+# The install cell, derived from _config.yml and the package version (the same in every chapter).
+COLAB = install_cell()

@@ -1,12 +1,13 @@
 """Build a chapter notebook from a list of cells: ('md', text) or ('code', text, [tags]). See tools/CHAPTERS.md."""
 import nbformat, os, sys, tempfile
+from common import COLAB_METADATA
 # where the builders write by default: this repository's book/
 BOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "book")
 TMP = tempfile.gettempdir()
 def build(path, cells):
     nb = nbformat.v4.new_notebook()
     nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                   "language_info": {"name": "python"}}
+                   "language_info": {"name": "python"}, **COLAB_METADATA}
     for c in cells:
         kind, text = c[0], c[1].strip("\n")
         tags = c[2] if len(c) > 2 else []
