@@ -21,6 +21,18 @@ def test_panel_builds_with_its_controls(panel):
     assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
 
 
+def test_every_control_has_a_label_and_a_description_and_the_curves_a_text_alternative(panel):
+    labels = {panel.norm: "norm", panel.lr: "learning rate", panel.epochs: "epochs", panel.subset: "images/class",
+              panel.train_button: "Train", panel.progress: "idle"}
+    for control, label in labels.items():
+        assert label in control.description  # the visible label (the dropdown's carries its tooltip)
+        assert len(control.tooltip.split()) >= 4, control  # the description, shown on hover
+    assert panel.norm.description_allow_html and 'title="the normalization layer' in panel.norm.description
+    assert panel.plot.tooltip == "Training curves: no runs yet"  # the <img>'s title: its name to a screen reader
+    assert panel.plot.get_state()["description"] == ""  # without it ipywidgets 8 cannot show an Image's tooltip
+    assert panel.plot.value[:4] == b"\x89PNG"
+
+
 def test_clicking_train_updates_curves_table_and_status(panel):
     panel.norm.value, panel.lr.value, panel.epochs.value = "group", 0.05, 2
     before = panel.plot.value
@@ -31,6 +43,8 @@ def test_clicking_train_updates_curves_table_and_status(panel):
     assert panel.plot.value != before
     assert panel.table.value.count("<tr>") == 2 and "group" in panel.table.value
     assert "test accuracy" in panel.status.value
+    assert panel.plot.tooltip == "Training curves, loss (left) and accuracy (right) per epoch, dashed training, " \
+                                 "solid test, of: group, lr 0.05"  # the image's text alternative
     steps_per_epoch = -(-10 * run.subset // 32)  # 10 classes x images per class, batches of 32
     assert panel.progress.value == panel.progress.max == 2 * steps_per_epoch
 

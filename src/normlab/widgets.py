@@ -43,6 +43,16 @@ __all__ = ["PANEL_DEFAULTS", "PanelRun", "TrainingPanel", "curves_png", "run_gri
 LR_MIN, LR_MAX = 1e-4, 10.0
 # A run at these sizes takes about 15 s on 2 CPU cores (erav1s8); the static grid uses them too.
 PANEL_DEFAULTS = {"epochs": 5, "subset": 500, "test_subset": 100}
+# What each control does: shown on hovering its label, and the description a screen reader reads
+# where the front end links it (ipywidgets 8: a label's or button's title).
+TIPS = {
+    "norm": "the normalization layer after each convolution (none: no normalization)",
+    "lr": "learning rate of SGD, on a log scale from 0.0001 to 10; too high a rate makes the loss diverge",
+    "epochs": "passes over the training images",
+    "subset": "training images per class (a seeded subset of the data set, the same for every run)",
+    "train": "train with these settings; pressing Train during a run cancels it and starts the new one",
+    "progress": "training steps done in this run",
+}
 
 
 @dataclass
@@ -138,6 +148,46 @@ def _table_html(rows: list[dict]) -> str:
     return f'<table class="normlab-runs">{head}{body}</table>'
 
 
+def _describe(widget, text: str) -> None:
+    """Give a control its description (hover text) in ipywidgets 8 (``tooltip``) and 7 (a Button's
+    ``tooltip``, other controls' ``description_tooltip``)."""
+    if widget.has_trait("tooltip"):
+        widget.tooltip = text
+        if widget.has_trait("options") and widget.has_trait("description_allow_html") and widget.description:
+            # ipywidgets 8 shows a Dropdown's tooltip only when it has no description (then on the
+            # <select>): put it on the label's text instead, where the sliders' labels have theirs.
+            widget.description_allow_html = True
+            widget.description = f'<span title="{html.escape(text)}">{html.escape(widget.description)}</span>'
+    elif widget.has_trait("description_tooltip"):
+        widget.description_tooltip = text
+
+
+def _curves_alt(runs: list[PanelRun]) -> str:
+    """The curve image's alternative text: what it plots, and of which runs."""
+    if not runs:
+        return "Training curves: no runs yet"
+    shown = "; ".join(r.label + ("" if r.status == "done" else f" ({r.status})") for r in runs)
+    return f"Training curves, loss (left) and accuracy (right) per epoch, dashed training, solid test, of: {shown}"
+
+
+def _curve_image(W, alt: str):
+    """An ipywidgets Image for the curves whose ``<img>`` carries ``alt`` as its title, which is what
+    a screen reader announces for an image without an alt attribute (ipywidgets has none).
+
+    ipywidgets 8 renders a widget's ``tooltip`` as that title, but only after reading the model's
+    ``description``, which an Image lacks: an Image given a tooltip fails to render ("Could not create
+    a view"). This one syncs an empty description so it renders. ipywidgets 7's Image has no tooltip
+    at all: there the image goes without (the panel's other controls keep their descriptions)."""
+    if "tooltip" not in W.Image.class_trait_names():
+        return W.Image(format="png", layout=W.Layout(max_width="100%"))
+    from traitlets import Unicode
+
+    class CurveImage(W.Image):
+        description = Unicode("").tag(sync=True)
+
+    return CurveImage(format="png", layout=W.Layout(max_width="100%"), tooltip=alt)
+
+
 class TrainingPanel:
     """Norm-type dropdown, learning-rate log slider, epochs and subset size, a Train button; live
     curves, a progress bar, a status line and a table of the runs so far.
@@ -183,8 +233,11 @@ class TrainingPanel:
         self.train_button = W.Button(description="Train", button_style="primary", icon="play")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="idle",
                                       style={"description_width": "initial"})
+        for control, key in ((self.norm, "norm"), (self.lr, "lr"), (self.epochs, "epochs"),
+                             (self.subset, "subset"), (self.train_button, "train"), (self.progress, "progress")):
+            _describe(control, TIPS[key])
         self.status = W.HTML("Pick a norm and a learning rate, then press Train.")
-        self.plot = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.plot = _curve_image(W, _curves_alt([]))
         self.table = W.HTML(_table_html([]))
         self.train_button.on_click(lambda _: self.train())
         controls = W.VBox([W.HBox([self.norm, self.lr]), W.HBox([self.epochs, self.subset]),
@@ -207,6 +260,8 @@ class TrainingPanel:
 
     def _draw(self, runs: list[PanelRun]) -> None:
         self.plot.value = curves_png(runs[-5:], title="" if runs else "no runs yet")
+        if self.plot.has_trait("tooltip"):
+            self.plot.tooltip = _curves_alt(runs[-5:])
 
     def _set_status(self, text: str, kind: str = "info") -> None:
         color = {"info": "inherit", "ok": "#1a7f37", "error": "#cf222e"}[kind]
