@@ -332,8 +332,8 @@ def drive_the_panel(browser, url: str, token: str, front: Front) -> None:
         assert any(t.startswith(f"training group, lr 0.02 on 100 images for 1 epochs on {where}") for t in texts), texts
         wait_new_pixels(curves0)
         (row,) = panel.rows()
-        assert row[:5] == ["1", "group", "0.02", "1", "10"] and row[-1] == "done", row
-        assert re.fullmatch(r"\d+\.\d %", row[6]), row  # a test accuracy
+        assert row[:6] == ["1", "group", "0.02", "1", "10", "32"] and row[-1] == "done", row
+        assert re.fullmatch(r"\d+\.\d %", row[7]), row  # a test accuracy
         if front.image_title:
             expect(panel.image).to_have_accessible_name(re.compile(r"^Training curves, loss .* of: group, lr 0\.02$"))
         shot("3-done")

@@ -83,8 +83,9 @@ def test_pressing_train_during_a_run_cancels_it(panel):
     first = panel.train()
     while not first.history.epochs and panel.running:
         panel.wait(0.05)
+    panel.epochs.value, panel.subset.value = 1, 10  # a short second run: the machine may be loaded
     second = panel.train()  # cancels the first, then starts
-    panel.wait(120)
+    panel.wait(600)
     assert first.status == "cancelled" and len(first.history) < 10
     assert second.status == "done" and len(panel.runs) == 2
     assert "cancelled" in panel.table.value
@@ -113,3 +114,19 @@ def test_static_grid_has_one_switchable_tab_per_norm(data_dir, tmp_path):
     assert by_lr.count('type="radio"') == 2 and "lr 10" in by_lr
     with pytest.raises(ValueError, match="group_by must be 'norm' or 'lr', got 'x'"):
         widgets.static_grid(grid, group_by="x")
+
+
+def test_batch_size_control_and_a_live_curve_before_the_first_epoch_ends(panel):
+    assert panel.batch_size.value == 32 and 8 in panel.batch_size.options  # the recipe's batch
+    panel.batch_size.value, panel.subset.value, panel.epochs.value = 8, 40, 1
+    drawn_before_epoch = []
+    panel.plot.observe(lambda change: drawn_before_epoch.append(not panel.runs[-1].history.epochs), names="value")
+    panel.train()
+    panel.wait(120)
+    run = panel.runs[-1]
+    assert run.status == "done" and run.batch_size == 8 and run.steps_per_epoch == 10 * 40 // 8
+    assert panel.progress.max == 50 and len(run.history.steps["loss"]) == 50
+    assert any(drawn_before_epoch), "no curve was drawn while the first epoch ran"
+    assert "<td>8</td>" in panel.table.value
+    with pytest.raises(ValueError, match="batch size 3 is not one of the panel's: 2, 4, 8"):
+        widgets.TrainingPanel("erav1s8", batch_size=3, device="cpu")

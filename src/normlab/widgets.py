@@ -41,6 +41,8 @@ from .train import CancelFit
 __all__ = ["PANEL_DEFAULTS", "PanelRun", "TrainingPanel", "curves_png", "run_grid", "static_grid"]
 
 LR_MIN, LR_MAX = 1e-4, 10.0
+BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
+LIVE_FIRST_POINT, LIVE_REDRAW_S = 5, 1.0  # steps before the first live curve; seconds between redraws
 # A run at these sizes takes about 15 s on 2 CPU cores (erav1s8); the static grid uses them too.
 PANEL_DEFAULTS = {"epochs": 5, "subset": 500, "test_subset": 100}
 # What each control does: shown on hovering its label, and the description a screen reader reads
@@ -50,6 +52,8 @@ TIPS = {
     "lr": "learning rate of SGD, on a log scale from 0.0001 to 10; too high a rate makes the loss diverge",
     "epochs": "passes over the training images",
     "subset": "training images per class (a seeded subset of the data set, the same for every run)",
+    "batch": "images per training step; the learning rate is not rescaled, and batch norm's statistics "
+             "come from this many images",
     "train": "train with these settings; pressing Train during a run cancels it and starts the new one",
     "progress": "training steps done in this run",
 }
@@ -62,10 +66,12 @@ class PanelRun:
     lr: float
     epochs: int
     subset: int
+    batch_size: int | None = None
     status: str = "running"   # running | done | diverged | cancelled | error
     message: str = ""
     seconds: float = 0.0
     history: History = field(default_factory=History)
+    steps_per_epoch: int = 0  # for drawing the per-step training loss on the epoch axis
 
     @property
     def label(self) -> str:
@@ -74,7 +80,7 @@ class PanelRun:
     def summary(self) -> dict:
         last = self.history.last if len(self.history) else {}
         return {"norm": self.norm, "lr": self.lr, "epochs": len(self.history), "subset": self.subset,
-                "train_acc": last.get("train_acc"), "test_acc": last.get("test_acc"),
+                "batch_size": self.batch_size, "train_acc": last.get("train_acc"), "test_acc": last.get("test_acc"),
                 "seconds": round(self.seconds, 1), "status": self.status, "message": self.message}
 
 
@@ -85,9 +91,9 @@ def _check_lr(lr: float) -> float:
     return lr
 
 
-def _loaders(recipe, splits, seed: int, device) -> Loaders:
+def _loaders(recipe, splits, seed: int, device, batch_size: int | None = None) -> Loaders:
     """The recipe's batches over a subset already in memory (the panel keeps the dataset loaded)."""
-    return loaders(splits, recipe.batch_size, test_batch_size=recipe.test_batch_size,
+    return loaders(splits, batch_size or recipe.batch_size, test_batch_size=recipe.test_batch_size,
                    augment=build_augment(recipe.augment), test_augment=build_augment(recipe.test_augment),
                    normalize=recipe.normalize, seed=seed, device=device)
 
@@ -111,6 +117,11 @@ def curves_figure(runs: list[PanelRun], title: str = "") -> Figure:
     for i, run in enumerate(runs):
         ep = [e["epoch"] + 1 for e in run.history.epochs]
         color = f"C{i % 10}"
+        losses = run.history.steps.get("loss", [])
+        if run.steps_per_epoch and losses:  # live: the training loss of every step so far
+            x = [(k + 1) / run.steps_per_epoch for k in range(len(losses))]
+            ax_loss.plot(x, losses, "-", lw=0.7, color=color, alpha=0.45,
+                         label=None if ep else run.label + " (training)")
         if not ep:
             continue
         ax_loss.plot(ep, [e["train_loss"] for e in run.history.epochs], "--", color=color, alpha=0.6)
@@ -123,7 +134,7 @@ def curves_figure(runs: list[PanelRun], title: str = "") -> Figure:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    if any(r.history.epochs for r in runs):
+    if any(r.history.epochs or r.history.steps.get("loss") for r in runs):
         ax_loss.legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -137,15 +148,17 @@ def curves_png(runs: list[PanelRun], title: str = "", dpi: int = 80) -> bytes:
 
 
 def _table_html(rows: list[dict]) -> str:
-    head = ("<tr><th>#</th><th>norm</th><th>lr</th><th>epochs</th><th>images/class</th>"
+    head = ("<tr><th>#</th><th>norm</th><th>lr</th><th>epochs</th><th>images/class</th><th>batch</th>"
             "<th>train acc</th><th>test acc</th><th>time</th><th>status</th></tr>")
     pct = lambda v: "" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     body = "".join(
         f"<tr><td>{i + 1}</td><td>{html.escape(r['norm'])}</td><td>{r['lr']:.3g}</td><td>{r['epochs']}</td>"
-        f"<td>{r['subset']}</td><td>{pct(r['train_acc'])}</td><td>{pct(r['test_acc'])}</td>"
+        f"<td>{r['subset']}</td><td>{r.get('batch_size') or ''}</td><td>{pct(r['train_acc'])}</td>"
+        f"<td>{pct(r['test_acc'])}</td>"
         f"<td>{r['seconds']:.0f} s</td><td title=\"{html.escape(r['message'])}\">{html.escape(r['status'])}</td></tr>"
         for i, r in enumerate(rows))
-    return f'<table class="normlab-runs">{head}{body}</table>'
+    # cellpadding: front ends without table CSS (the classic notebook) would run the cells together
+    return f'<table class="normlab-runs" cellpadding="4">{head}{body}</table>'
 
 
 def _describe(widget, text: str) -> None:
@@ -199,8 +212,8 @@ class TrainingPanel:
 
     def __init__(self, model: str = "erav1s8", *, norm: str | None = None, lr: float | None = None,
                  epochs: int = PANEL_DEFAULTS["epochs"], subset: int = PANEL_DEFAULTS["subset"],
-                 test_subset: int = PANEL_DEFAULTS["test_subset"], data_dir=None,
-                 device="auto", seed: int = 0, threaded: bool = True):
+                 test_subset: int = PANEL_DEFAULTS["test_subset"], batch_size: int | None = None,
+                 data_dir=None, device="auto", seed: int = 0, threaded: bool = True):
         import ipywidgets as W
 
         recipe = get_recipe(model)
@@ -230,17 +243,23 @@ class TrainingPanel:
         self.epochs = W.IntSlider(value=epochs, min=1, max=10, description="epochs")
         self.subset = W.IntSlider(value=subset, min=10, max=2000, step=10, description="images/class",
                                   style={"description_width": "initial"})
+        batch_size = batch_size or recipe.batch_size
+        if batch_size not in BATCH_SIZES:
+            raise ValueError(f"batch size {batch_size!r} is not one of the panel's: {', '.join(map(str, BATCH_SIZES))}")
+        self.batch_size = W.Dropdown(options=list(BATCH_SIZES), value=batch_size, description="batch size",
+                                     style={"description_width": "initial"}, layout=W.Layout(width="170px"))
         self.train_button = W.Button(description="Train", button_style="primary", icon="play")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="idle",
                                       style={"description_width": "initial"})
         for control, key in ((self.norm, "norm"), (self.lr, "lr"), (self.epochs, "epochs"),
-                             (self.subset, "subset"), (self.train_button, "train"), (self.progress, "progress")):
+                             (self.subset, "subset"), (self.batch_size, "batch"), (self.train_button, "train"),
+                             (self.progress, "progress")):
             _describe(control, TIPS[key])
         self.status = W.HTML("Pick a norm and a learning rate, then press Train.")
         self.plot = _curve_image(W, _curves_alt([]))
         self.table = W.HTML(_table_html([]))
         self.train_button.on_click(lambda _: self.train())
-        controls = W.VBox([W.HBox([self.norm, self.lr]), W.HBox([self.epochs, self.subset]),
+        controls = W.VBox([W.HBox([self.norm, self.lr]), W.HBox([self.epochs, self.subset, self.batch_size]),
                            W.HBox([self.train_button, self.progress])])
         self.widget = W.VBox([controls, self.status, self.plot, self.table])
         self._draw([])
@@ -275,7 +294,8 @@ class TrainingPanel:
     def train(self) -> PanelRun:
         """Start a run with the current settings; a run in progress is cancelled first."""
         self.cancel()
-        run = PanelRun(self.norm.value, _check_lr(self.lr.value), int(self.epochs.value), int(self.subset.value))
+        run = PanelRun(self.norm.value, _check_lr(self.lr.value), int(self.epochs.value), int(self.subset.value),
+                       int(self.batch_size.value))
         self.runs.append(run)
         self._cancel = threading.Event()
         self.table.value = _table_html([r.summary() for r in self.runs])
@@ -301,17 +321,28 @@ class TrainingPanel:
         t0 = time.perf_counter()
         try:
             splits = self._splits.subset(run.subset, self.test_subset, seed=self.seed)
-            data = _loaders(self.recipe, splits, self.seed, self.device)
+            data = _loaders(self.recipe, splits, self.seed, self.device, run.batch_size)
+            run.steps_per_epoch = len(data.train)
             steps = len(data.train) * run.epochs
             self.progress.max, self.progress.value, self.progress.description = steps, 0, "training"
             self._set_status(f"training {run.label} on {len(splits.train)} images for {run.epochs} epochs "
                              f"on {self.where}, {choose_precision(self.device).name} ...")
 
             class Live:
-                def after_step(self, step, **_):
+                drawn = -math.inf
+
+                def after_step(self, history, **_):
                     if cancel.is_set():
                         raise CancelFit("Train pressed again")
                     panel.progress.value = min(panel.progress.value + 1, steps)
+                    run.history = history
+                    # the curve after the first few steps, then at most once a second: drawing
+                    # costs tens of milliseconds, in the training thread
+                    done = len(history.steps["loss"])
+                    if done >= LIVE_FIRST_POINT and time.perf_counter() - self.drawn > LIVE_REDRAW_S:
+                        self.drawn = time.perf_counter()
+                        with panel._lock:
+                            panel._draw(panel.runs)
 
                 def after_epoch(self, history, epoch, **_):
                     run.history = history
@@ -339,8 +370,8 @@ class TrainingPanel:
 
 
 # ---------------------------------------------------------------------------- the static grid
-def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: int, data_dir=None,
-             seed: int = 0, log=print) -> dict:
+def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: int, batch_size: int | None = None,
+             data_dir=None, seed: int = 0, log=print) -> dict:
     """Train every (norm, lr) pair as the panel would; returns a JSON-ready dict of the runs."""
     recipe = get_recipe(model)
     splits = load_dataset(recipe.dataset, data_dir).subset(subset, test_subset, seed=seed)
@@ -348,10 +379,11 @@ def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: i
            "torch": torch.__version__, "threads": torch.get_num_threads(), "runs": []}
     for norm in norms:
         for lr in lrs:
-            data = _loaders(recipe, splits, seed, "cpu")
+            data = _loaders(recipe, splits, seed, "cpu", batch_size)
             t0 = time.perf_counter()
             h, status, message = _train_one(model, norm, lr, epochs, data, seed)
-            run = PanelRun(norm, lr, epochs, subset, status, message, time.perf_counter() - t0, h)
+            run = PanelRun(norm, lr, epochs, subset, data.train.batch_size, status, message,
+                           time.perf_counter() - t0, h)
             out["runs"].append({**run.summary(), "history": {"epochs": h.epochs}})
             acc = run.summary()["test_acc"]
             log(f"{run.label:24s} {status:9s} test acc {'-' if acc is None else f'{acc:.3f}':>5s} {run.seconds:5.1f} s")
@@ -361,8 +393,8 @@ def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: i
 def _runs_from(results: dict) -> list[PanelRun]:
     runs = []
     for r in results["runs"]:
-        runs.append(PanelRun(r["norm"], r["lr"], r["epochs"], r["subset"], r["status"], r["message"],
-                             r["seconds"], History(epochs=r["history"]["epochs"])))
+        runs.append(PanelRun(r["norm"], r["lr"], r["epochs"], r["subset"], r.get("batch_size"), r["status"],
+                             r["message"], r["seconds"], History(epochs=r["history"]["epochs"])))
     return runs
 
 
