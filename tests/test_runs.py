@@ -28,6 +28,8 @@ def test_a_fastai_recipe_makes_both_of_the_lessons_calls(data_dir):
 def test_overrides_per_call_and_main_call_only(data_dir):
     r = runs.run("simplenet", lr=(0.02, 0.01), epochs=(1, 1), data_dir=data_dir, **TINY)
     assert r.settings["lr"] == [0.02, 0.01] and r.history.steps["lr"][0] == 0.02
+    flat = runs.run("resnet_spec", schedule="constant", epochs=3, data_dir=data_dir, **TINY)  # linear by default
+    assert flat.settings["schedule"] == ["constant"] and flat.history.steps["lr"] == [0.1] * 3
     main = runs.plan_calls(recipes.get_recipe("convnet"), calls="main")
     assert [(c.lr, c.epochs, c.schedule) for c in main] == [(0.1, 4, "sgdr")]
     with pytest.raises(ValueError, match=r"lr=\(0.1, 0.2, 0.3\) gives 3 values but the recipe makes 2 fit call"):

@@ -81,17 +81,19 @@ def _per_call(what: str, value: Any, n: int) -> list:
     return [value] * n
 
 
-def plan_calls(recipe: Recipe, lr=None, epochs=None, calls: str = "all") -> list[Call]:
-    """The fit calls of a recipe with overrides: ``calls="all"`` (the source's whole schedule) or
-    ``"main"`` (only the call whose result the source reported)."""
+def plan_calls(recipe: Recipe, lr=None, epochs=None, calls: str = "all", schedule=None) -> list[Call]:
+    """The fit calls of a recipe with overrides (each one value for every call, or one per call):
+    ``calls="all"`` (the source's whole schedule) or ``"main"`` (only the call whose result the
+    source reported)."""
     if calls not in ("all", "main"):
         raise ValueError(f"calls must be 'all' or 'main', got {calls!r}")
     base = [Call(*c) for c in recipe.calls] if recipe.calls and calls == "all" else [
         Call(recipe.lr, recipe.epochs, recipe.schedule)]
     lrs = _per_call("lr", lr, len(base))
     eps = _per_call("epochs", epochs, len(base))
-    return [Call(float(l) if l is not None else c.lr, int(e) if e is not None else c.epochs, c.schedule)
-            for c, l, e in zip(base, lrs, eps)]
+    scheds = _per_call("schedule", schedule, len(base))
+    return [Call(float(l) if l is not None else c.lr, int(e) if e is not None else c.epochs,
+                 c.schedule if s is None else s) for c, l, e, s in zip(base, lrs, eps, scheds)]
 
 
 def _checkpoints(checkpoint, n: int) -> list[Path | None]:
@@ -115,7 +117,7 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
 
     - norm, model_kwargs: passed to the model's builder (``normlab.models.build_model``); `model`
       replaces the built model (a module, or a function that builds one after seeding).
-    - lr, epochs: one value for every call, or one per call of ``Recipe.calls``.
+    - lr, epochs, schedule: one value for every call, or one per call of ``Recipe.calls``.
     - batch_size, subset, test_subset, device, data_dir, download, drop_last: the data
       (``recipes.make_loaders``); or pass ready `data` (Loaders) to share it between runs.
     - seed: seeds the model's initialization and the first call's data order (as the chapters do).
@@ -125,7 +127,7 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
     - any other keyword goes to ``normlab.train.fit`` for every call (weight_decay, schedule, ...).
     """
     recipe = get_recipe(name)
-    plan = plan_calls(recipe, lr, epochs, calls)
+    plan = plan_calls(recipe, lr, epochs, calls, fit_overrides.pop("schedule", None))
     if data is not None and any(v is not None for v in (batch_size, subset, test_subset)):
         raise ValueError("pass either data= (ready Loaders) or batch_size/subset/test_subset, not both")
     dev = resolve_device(device) if data is None else data.device
