@@ -1,11 +1,15 @@
-"""The chapters as notebooks: committed outputs from full runs, goldens current and clean.
-(nbval re-executes the goldens in tests/goldens/ in this environment and compares the checked cells:
-see pyproject.toml and tests/README.md; test_reader_profile.py runs every chapter as a reader does.)"""
+"""The chapters as notebooks: each in sync with its text source (chapters/NN_name.md), committed
+outputs from full runs, goldens current and clean. (nbval re-executes the goldens in tests/goldens/
+in this environment and compares the checked cells: see pyproject.toml and tests/README.md;
+test_reader_profile.py runs every chapter as a reader does.)"""
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -17,6 +21,92 @@ CHAPTERS = notebooks.chapters()
 def test_there_are_chapters_and_each_has_a_golden():
     assert CHAPTERS, "no chapter notebooks found in book/"
     assert notebooks.stale_goldens() == []
+
+
+# --------------------------------------------------------------------------- one source per chapter
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_and_text_source_are_in_sync(nb):
+    """chapters/NN_name.md, read by jupytext, has the notebook's cells: type, source and tags."""
+    assert notebooks.out_of_sync(nb) == [], \
+        f"{nb.name} and its text source differ: python tools/notebooks.py sync {nb.stem[:2]} (tools/CHAPTERS.md)"
+
+
+def test_jupytext_pairs_each_chapter_both_ways_outside_the_book_build():
+    from jupytext.config import load_jupytext_config
+    from jupytext.paired_paths import paired_paths
+
+    assert sorted(p.stem for p in notebooks.TEXT.glob("*.md")) == [nb.stem for nb in CHAPTERS]
+    for nb in CHAPTERS:
+        md = notebooks.text_source(nb)
+        for path, fmt in ((nb, "ipynb"), (md, notebooks.TEXT_FORMAT)):
+            formats = load_jupytext_config(str(path)).default_formats(str(path))
+            assert [Path(p) for p, _ in paired_paths(str(path), fmt, formats)] == [nb, md], path
+    for unpaired in sorted(notebooks.GOLDENS.glob("*.ipynb"))[:1] + [REPO / "book" / "intro.md"]:
+        assert load_jupytext_config(str(unpaired)).default_formats(str(unpaired)) is None, unpaired
+    # jupyter-book builds the toc's extension-less entries from book/ and never reads chapters/
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["only_build_toc_files"] and notebooks.TEXT.name in config["exclude_patterns"]
+
+
+def _pair(tmp_path, chapter="01"):
+    nb = notebooks.chapters([chapter])[0]
+    (tmp_path / "book").mkdir()
+    (tmp_path / "chapters").mkdir()
+    pair = shutil.copy(nb, tmp_path / "book" / nb.name), shutil.copy(notebooks.text_source(nb), tmp_path / "chapters")
+    return map(Path, pair)
+
+
+def _newer(path):
+    t = path.stat().st_mtime + 10
+    os.utime(path, (t, t))
+
+
+def test_prose_edits_sync_into_the_notebook_and_keep_its_outputs(tmp_path):
+    nb_path, md_path = _pair(tmp_path)
+    before = json.loads(nb_path.read_text())
+    sha = notebooks.source_sha(nb_path)
+    prose = "This chapter is the baseline everything else"
+    md_path.write_text(md_path.read_text().replace(prose, "This chapter is the yardstick everything else"))
+    _newer(md_path)
+    assert notebooks.out_of_sync(nb_path, md_path) == ["cell 0: the markdown cell differs"]
+    assert "prose only, outputs kept" in notebooks.sync(nb_path, md_path)
+    after = json.loads(nb_path.read_text())
+    assert notebooks.out_of_sync(nb_path, md_path) == []
+    assert "yardstick" in "".join(after["cells"][0]["source"])
+    assert [(c.get("id"), c["metadata"], c.get("outputs")) for c in after["cells"]] == \
+        [(c.get("id"), c["metadata"], c.get("outputs")) for c in before["cells"]]
+    assert after["metadata"] == before["metadata"], "notebook metadata (kernelspec, Colab's GPU) must survive a sync"
+    assert after["metadata"]["accelerator"] == "GPU" and after["metadata"]["kernelspec"]["name"] == "python3"
+    assert notebooks.source_sha(nb_path) == sha, "a prose edit must not make the golden stale"
+    assert notebooks.sync(nb_path, md_path).endswith("in sync")
+
+    md_path.write_text(md_path.read_text().replace("SMOKE = False ", "SMOKE = False#"))
+    _newer(md_path)
+    assert "code changed" in notebooks.sync(nb_path, md_path)
+    assert notebooks.source_sha(nb_path) != sha
+
+
+def test_a_new_chapter_starts_as_its_text_source(tmp_path):
+    nb_path, md_path = _pair(tmp_path, "09")
+    nb_path.unlink()
+    assert "missing" in notebooks.out_of_sync(nb_path, md_path)[0]
+    notebooks.sync(nb_path, md_path)
+    assert notebooks.out_of_sync(nb_path, md_path) == []
+    meta = json.loads(nb_path.read_text())["metadata"]
+    assert meta["kernelspec"]["name"] == "python3" and meta["accelerator"] == "GPU"
+    assert "text_representation" not in meta.get("jupytext", {})
+
+
+def test_sync_never_silently_drops_an_edit_made_in_the_notebook(tmp_path):
+    nb_path, md_path = _pair(tmp_path)
+    nb = json.loads(nb_path.read_text())
+    nb["cells"][0]["source"] = ["# Edited in Jupyter\n"]
+    nb_path.write_text(json.dumps(nb))
+    _newer(nb_path)
+    with pytest.raises(SystemExit, match="edited as a notebook"):
+        notebooks.sync(nb_path, md_path)
+    assert notebooks.sync(nb_path, md_path, force=True)
+    assert notebooks.out_of_sync(nb_path, md_path) == []
 
 
 @pytest.mark.parametrize("nb", CHAPTERS + sorted(notebooks.GOLDENS.glob("*.ipynb")), ids=lambda p: p.parent.name + "/" + p.stem)

@@ -1,9 +1,15 @@
 """Run the book's chapter notebooks: full renders (committed outputs), smoke runs, goldens, checks.
 
-  python tools/notebooks.py render [CHAPTER ...]     execute at the seed's full budget, in place
-  python tools/notebooks.py smoke [CHAPTER ...] [--out DIR]   SMOKE=True into DIR (default: a temp dir)
-  python tools/notebooks.py goldens [CHAPTER ...]    SMOKE=True into tests/goldens/ (nbval compares them)
-  python tools/notebooks.py check                    goldens current, notebooks clean (no widget text, errors)
+Each chapter has one source, its MyST markdown text `chapters/NN_name.md`, paired by jupytext
+(`jupytext.toml`) with the notebook `book/NN_name.ipynb` that holds the rendered outputs.
+
+  python tools/notebooks.py sync [CHAPTER ...]       copy the text sources' cells into the notebooks,
+                                                     keeping their outputs (prose needs no re-run)
+  python tools/notebooks.py render [CHAPTER ...]     sync, then execute at the seed's full budget, in place
+  python tools/notebooks.py smoke [CHAPTER ...] [--out DIR]   sync, then SMOKE=True into DIR (default: a temp dir)
+  python tools/notebooks.py goldens [CHAPTER ...]    sync, then SMOKE=True into tests/goldens/ (nbval compares them)
+  python tools/notebooks.py check                    pairs in sync, goldens current, notebooks clean (no widget
+                                                     text, errors)
   python tools/notebooks.py colab                    every chapter's install cell (from _config.yml and the
                                                      version, with its output run here) and Colab metadata
 
@@ -23,8 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
+# The chapters' text sources (MyST markdown), paired with book/ by jupytext.toml. They live outside
+# book/ so that jupyter-book, whose toc names chapters without extension, never sees two files
+# of the same stem (_config.yml excludes this folder too).
+TEXT = REPO / "chapters"
+TEXT_FORMAT = "md:myst"
 GOLDENS = REPO / "tests" / "goldens"
 SMOKE_PARAMS = {"SMOKE": True}
 # Each golden writes its results to a folder of its own (relative to where nbval runs the goldens;
@@ -54,7 +67,9 @@ def install_cell() -> str:
 
 
 def chapters(selection: list[str] | None = None) -> list[Path]:
-    every = sorted(p for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
+    """The chapter notebooks book/NN_name.ipynb (also those a new text source will create)."""
+    every = sorted({*BOOK.glob("[0-9][0-9]_*.ipynb"),
+                    *(BOOK / f"{p.stem}.ipynb" for p in TEXT.glob("[0-9][0-9]_*.md"))})
     if not selection:
         return every
     picked = []
@@ -72,15 +87,97 @@ def writes_results(nb_path: Path) -> bool:
 
 
 def source_sha(nb_path: Path) -> str:
-    """Hash of a notebook's cell sources (code and prose), ignoring outputs and injected parameters."""
-    nb = json.loads(nb_path.read_text())
+    """Hash of a notebook's code cells (what a golden depends on): prose edits, outputs and injected
+    parameters leave it unchanged, so editing prose never asks for a re-run."""
     h = hashlib.sha256()
-    for cell in nb["cells"]:
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            continue
-        h.update(cell["cell_type"].encode())
-        h.update("".join(cell["source"]).encode())
+    for kind, source, _ in cells(json.loads(nb_path.read_text())):
+        if kind == "code":
+            h.update(kind.encode())
+            h.update(source.encode())
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- the pairs: text source + notebook
+def text_source(nb_path: Path) -> Path:
+    """The text source of book/NN_name.ipynb: chapters/NN_name.md."""
+    return TEXT / f"{nb_path.stem}.md"
+
+
+def cells(nb) -> list[tuple[str, str, list[str]]]:
+    """(type, source, tags) of each cell, as a pair must agree on them (papermill's injected cell aside)."""
+    out = []
+    for cell in nb["cells"]:
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if "injected-parameters" in tags:
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        out.append((cell["cell_type"], source, tags))
+    return out
+
+
+def read_text(md_path: Path):
+    import jupytext
+
+    return jupytext.read(md_path, fmt=TEXT_FORMAT)
+
+
+def _config():
+    from jupytext.config import load_jupytext_config
+
+    return load_jupytext_config(str(BOOK))
+
+
+def out_of_sync(nb_path: Path, md_path: Path | None = None) -> list[str]:
+    """How a notebook's cells differ from its text source's (empty when the pair is in sync)."""
+    md_path = md_path or text_source(nb_path)
+    if not md_path.exists():
+        return [f"{shown(md_path)} missing (the text source of {shown(nb_path)})"]
+    if not nb_path.exists():
+        return [f"{shown(nb_path)} missing: python tools/notebooks.py sync {nb_path.stem[:2]}"]
+    text, notebook = cells(read_text(md_path)), cells(json.loads(nb_path.read_text()))
+    diffs = [f"cell {i}: the {a[0]} cell differs" + (" (tags)" if a[:2] == b[:2] else "")
+             for i, (a, b) in enumerate(zip(text, notebook)) if a != b]
+    if len(text) != len(notebook):
+        diffs.append(f"{len(text)} cells in the text, {len(notebook)} in the notebook")
+    return diffs
+
+
+def write_notebook(path: Path, nb) -> None:
+    """Write as nbformat (and jupytext) do, so that syncing and rendering change content only."""
+    path.write_text(nbformat.writes(nbformat.from_dict(nb)) + "\n")
+
+
+def sync(nb_path: Path, md_path: Path | None = None, force: bool = False) -> str:
+    """Copy the text source's cells into the notebook, keeping the notebook's outputs, cell ids and
+    metadata (jupytext's pairing). Refuses when the notebook is newer and differs (it was edited as a
+    notebook): that edit would be lost silently."""
+    from jupytext.combine import combine_inputs_with_outputs
+
+    md_path = md_path or text_source(nb_path)
+    diffs = out_of_sync(nb_path, md_path)
+    if not diffs:
+        return f"{shown(nb_path)}: in sync"
+    if not md_path.exists():
+        raise SystemExit(f"{diffs[0]}: write it with jupytext --sync {shown(nb_path)}")
+    if nb_path.exists() and not force and nb_path.stat().st_mtime > md_path.stat().st_mtime:
+        raise SystemExit(
+            f"{shown(nb_path)} differs from {shown(md_path)} ({diffs[0]}) and is newer: it was edited as a "
+            f"notebook. Keep that edit: jupytext --sync {shown(nb_path)} (copies it into the text source); "
+            f"drop it: python tools/notebooks.py sync {nb_path.stem[:2]} --force")
+    text = read_text(md_path)
+    if nb_path.exists():
+        before = json.loads(nb_path.read_text())
+        nb = combine_inputs_with_outputs(text, nbformat.reads(nb_path.read_text(), as_version=4), fmt=TEXT_FORMAT)
+    else:  # a new chapter: the notebook's metadata as `colab` would write it
+        before = {"cells": []}
+        nb = text
+        nb.metadata.get("jupytext", {}).pop("text_representation", None)
+        nb.metadata.update(COLAB_METADATA)
+    write_notebook(nb_path, nb)
+    code = [c[:2] for c in cells(nb) if c[0] == "code"] != [c[:2] for c in cells(before) if c[0] == "code"]
+    return (f"{shown(nb_path)}: {len(diffs)} change(s) from {shown(md_path)}"
+            + (f"; code changed: render it and make its golden (render {nb_path.stem[:2]}; goldens "
+               f"{nb_path.stem[:2]})" if code else "; prose only, outputs kept"))
 
 
 def _env() -> dict:
@@ -139,11 +236,26 @@ def clean_metadata(path: Path, extra: dict | None = None) -> None:
         cell.get("metadata", {}).pop("execution", None)
     if extra:
         nb["metadata"].setdefault("normlab", {}).update(extra)
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    write_notebook(path, nb)
+
+
+def cmd_sync(args) -> None:
+    for ch in chapters(args.chapters):
+        print(sync(ch, force=args.force))
+
+
+def _synced(selection) -> list[Path]:
+    """The chapters picked, each synced from its text source first (what runs is the text source)."""
+    picked = chapters(selection)
+    for ch in picked:
+        message = sync(ch)
+        if not message.endswith("in sync"):
+            print(message)
+    return picked
 
 
 def cmd_render(args) -> None:
-    for ch in chapters(args.chapters):
+    for ch in _synced(args.chapters):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / ch.name
             secs = execute(ch, out, {}, args.timeout)
@@ -155,14 +267,14 @@ def cmd_render(args) -> None:
 def cmd_smoke(args) -> None:
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="normlab-smoke-"))
     results = out_dir / "results"
-    for ch in chapters(args.chapters):
+    for ch in _synced(args.chapters):
         secs = execute(ch, out_dir / ch.name, {**SMOKE_PARAMS, "RESULTS_DIR": str(results)}, args.timeout)
         print(f"smoke {ch.name}: {secs:.0f} s")
     print(f"outputs in {out_dir}")
 
 
 def cmd_goldens(args) -> None:
-    for ch in chapters(args.chapters):
+    for ch in _synced(args.chapters):
         dst = GOLDENS / ch.name
         secs = execute(ch, dst, {**SMOKE_PARAMS, "RESULTS_DIR": f"{GOLDEN_RESULTS}/{ch.stem}"}, args.timeout)
         clean_metadata(dst, {"source": f"book/{ch.name}", "source_sha256": source_sha(ch)})
@@ -186,16 +298,25 @@ def drop_unchecked_images(path: Path) -> None:
     for cell in nb["cells"]:
         if cell["cell_type"] == "code" and not checked(cell):
             cell["outputs"] = [o for o in cell["outputs"] if not is_image(o)]
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    write_notebook(path, nb)
 
 
 def cmd_colab(args) -> None:
-    """Write the install cell and the Colab metadata into every chapter. The cell's committed output is
-    what it prints when run here (normlab is installed here, so it only reports device and precision)."""
+    """Write the install cell (into the text source and the notebook) and the Colab metadata into every
+    chapter. The cell's committed output is what it prints when run here (normlab is installed here,
+    so it only reports device and precision)."""
+    import jupytext
+
     source = install_cell()
     proc = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True, text=True,
                           check=True)
-    for ch in chapters():
+    for ch in _synced(None):
+        md = text_source(ch)
+        text = read_text(md)
+        first = next(c for c in text.cells if c.cell_type == "code")
+        if first.source != source:
+            first.source = source
+            jupytext.write(text, md, fmt=TEXT_FORMAT, config=_config())
         nb = json.loads(ch.read_text())
         cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
         if "".join(cell["source"]) != source:
@@ -203,7 +324,7 @@ def cmd_colab(args) -> None:
             cell["outputs"] = [{"name": "stdout", "output_type": "stream",
                                 "text": proc.stdout.splitlines(keepends=True)}]
         nb["metadata"].update(COLAB_METADATA)
-        ch.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        write_notebook(ch, nb)
         print(f"{shown(ch)}: install cell and Colab metadata")
 
 
@@ -233,6 +354,11 @@ def problems(nb_path: Path) -> list[str]:
     return [f"{shown(nb_path)}: {b}" for b in dict.fromkeys(bad)]
 
 
+def unsynced() -> list[str]:
+    """Chapters whose notebook and text source disagree (or one of them is missing)."""
+    return [f"{shown(ch)}: {d}" for ch in chapters() for d in out_of_sync(ch)]
+
+
 def stale_goldens() -> list[str]:
     out = []
     for ch in chapters():
@@ -242,7 +368,7 @@ def stale_goldens() -> list[str]:
             continue
         meta = json.loads(golden.read_text())["metadata"].get("normlab", {})
         if meta.get("source_sha256") != source_sha(ch):
-            out.append(f"{shown(golden)} is stale (book/{ch.name} changed): "
+            out.append(f"{shown(golden)} is stale (the code of book/{ch.name} changed): "
                        f"run python tools/notebooks.py goldens {ch.stem[:2]}")
     return out
 
@@ -256,7 +382,7 @@ def golden_images(path: Path) -> list[str]:
 
 def cmd_check(args) -> None:
     goldens = sorted(GOLDENS.glob("*.ipynb"))
-    issues = stale_goldens() + [p for nb in chapters() + goldens for p in problems(nb)] + \
+    issues = unsynced() + stale_goldens() + [p for nb in chapters() + goldens for p in problems(nb)] + \
         [p for g in goldens for p in golden_images(g)]
     print("\n".join(issues) or "notebooks OK")
     raise SystemExit(1 if issues else 0)
@@ -265,13 +391,17 @@ def cmd_check(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens), ("check", cmd_check),
-                     ("colab", cmd_colab)):
+    for name, fn in (("sync", cmd_sync), ("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens),
+                     ("check", cmd_check), ("colab", cmd_colab)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
         if name not in ("check", "colab"):
             s.add_argument("chapters", nargs="*")
+        if name not in ("check", "colab", "sync"):
             s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+        if name == "sync":
+            s.add_argument("--force", action="store_true",
+                           help="overwrite a notebook edited after its text source (its edits are lost)")
         if name == "smoke":
             s.add_argument("--out", default=None)
     args = p.parse_args()
