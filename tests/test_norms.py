@@ -15,6 +15,7 @@ from normlab.norms import (
     BatchStatBN,
     BnLayer,
     BnLayerCorrected,
+    LocalResponseNorm,
     Scale,
     TairBatchNorm1d,
     TairBatchNorm2d,
@@ -140,7 +141,7 @@ def test_scratch_bn_rank_and_batch_errors():
         ("layer", nn.GroupNorm, 16),
         ("group", nn.GroupNorm, 16),
         ("instance", nn.GroupNorm, 16),
-        ("lrn", nn.LocalResponseNorm, 0),
+        ("lrn", LocalResponseNorm, 0),  # normlab.lrn: nn.LocalResponseNorm's maths, faster
         ("scratch_batch", BatchNorm2d, 16),
     ],
 )

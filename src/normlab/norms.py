@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .lrn import LocalResponseNorm
+
 __all__ = [
     "NORM_KINDS",
     "make_norm",
@@ -38,6 +40,7 @@ __all__ = [
     "TAIR_INFERENCE_MODES",
     "BatchStatBN",
     "Scale",
+    "LocalResponseNorm",
 ]
 
 NORM_KINDS: Tuple[str, ...] = ("none", "batch", "layer", "group", "instance", "lrn", "scratch_batch")
@@ -349,7 +352,9 @@ def make_norm(kind: str, channels: int, *, groups: int = 4, dim: int = 2, **kwar
     # kind == "lrn": TF tutorial tf.nn.lrn(depth_radius=4, bias=1.0, alpha=0.001/9, beta=0.75).
     # Window = 2*depth_radius+1 = 9.  TF's alpha multiplies the plain sum of squares
     # (per element), PyTorch divides alpha by size, so torch alpha = 9 * 0.001/9 = 0.001.
-    return nn.LocalResponseNorm(**{"size": 9, "alpha": 0.001, "beta": 0.75, "k": 1.0, **kwargs})
+    # normlab.lrn.LocalResponseNorm: nn.LocalResponseNorm's maths (a subclass), several times
+    # faster forward + backward on the CPU (benchmarks/bench_lrn.py).
+    return LocalResponseNorm(**{"size": 9, "alpha": 0.001, "beta": 0.75, "k": 1.0, **kwargs})
 
 
 # --------------------------------------------------------------------------- fast.ai lesson 7
