@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from normlab.repository import repository
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("NORMLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("NORMLAB_SCREENSHOTS") or REPO / "_build" / "screenshots")
@@ -97,8 +99,9 @@ def test_page_loads_renders_figures_and_has_its_buttons(page, site, entry):
     if Path(entry).name[:2].isdigit():
         nb = f"{entry}.ipynb"
         hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
-        assert any(h.startswith("https://colab.research.google.com/github/") and h.endswith(f"/blob/main/{nb}")
-                   for h in hrefs), f"{entry}: no Colab link to {nb}"
+        branch = repository()["branch"]  # the release tag the install cells pin (_config.yml)
+        assert any(h.startswith("https://colab.research.google.com/github/") and h.endswith(f"/blob/{branch}/{nb}")
+                   for h in hrefs), f"{entry}: no Colab link to {nb} at {branch}"
         assert any(h.startswith("https://mybinder.org/v2/gh/") and nb in h for h in hrefs), f"{entry}: no Binder link"
         assert any(h.endswith(f"_sources/{nb}") for h in hrefs), f"{entry}: no download link for {nb}"
         assert len(images) >= 1, f"{entry}: a chapter without a single figure"
