@@ -42,9 +42,10 @@ __all__ = ["PANEL_DEFAULTS", "PanelRun", "TrainingPanel", "curves_png", "run_gri
 
 LR_MIN, LR_MAX = 1e-4, 10.0
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
-LIVE_FIRST_POINT, LIVE_REDRAW_S = 5, 1.0  # steps before the first live curve; seconds between redraws
-# A run at these sizes takes about 15 s on 2 CPU cores (erav1s8); the static grid uses them too.
-PANEL_DEFAULTS = {"epochs": 5, "subset": 500, "test_subset": 100}
+LIVE_FIRST_POINT, LIVE_REDRAW_S = 5, 2.0  # steps before the first live curve; seconds between redraws
+# The default run (erav1s8, the chapter's norm and lr) takes under 10 s on 2 CPU cores
+# (benchmarks/bench_panel.py); tools/zoo_grid.py's precomputed grid records the sizes it used.
+PANEL_DEFAULTS = {"epochs": 4, "subset": 150, "test_subset": 50}
 # What each control does: shown on hovering its label, and the description a screen reader reads
 # where the front end links it (ipywidgets 8: a label's or button's title).
 TIPS = {
@@ -206,8 +207,8 @@ class TrainingPanel:
     curves, a progress bar, a status line and a table of the runs so far.
 
     ``subset`` = training images per class (a seeded stratified subset; the test subset is
-    ``test_subset`` per class). Defaults (``PANEL_DEFAULTS``): erav1s8, 500 images per class,
-    5 epochs.
+    ``test_subset`` per class). Defaults: erav1s8 and ``PANEL_DEFAULTS`` (sized for a run of about 10 s
+    on 2 CPU cores: benchmarks/bench_panel.py); ``batch_size``: the recipe's.
     """
 
     def __init__(self, model: str = "erav1s8", *, norm: str | None = None, lr: float | None = None,
@@ -329,7 +330,7 @@ class TrainingPanel:
                              f"on {self.where}, {choose_precision(self.device).name} ...")
 
             class Live:
-                drawn = -math.inf
+                drawn = t0  # the first live curve comes after LIVE_FIRST_POINT steps
 
                 def after_step(self, history, **_):
                     if cancel.is_set():
@@ -338,17 +339,20 @@ class TrainingPanel:
                     run.history = history
                     # the curve after the first few steps, then at most once a second: drawing
                     # costs tens of milliseconds, in the training thread
-                    done = len(history.steps["loss"])
-                    if done >= LIVE_FIRST_POINT and time.perf_counter() - self.drawn > LIVE_REDRAW_S:
-                        self.drawn = time.perf_counter()
-                        with panel._lock:
-                            panel._draw(panel.runs)
+                    first = len(history.steps["loss"]) == LIVE_FIRST_POINT
+                    if first or time.perf_counter() - self.drawn > LIVE_REDRAW_S:
+                        self.draw()
+
+                def draw(self):
+                    self.drawn = time.perf_counter()
+                    with panel._lock:
+                        panel._draw(panel.runs)
 
                 def after_epoch(self, history, epoch, **_):
                     run.history = history
                     run.seconds = time.perf_counter() - t0
-                    with panel._lock:
-                        panel._draw(panel.runs)
+                    if epoch < run.epochs - 1:  # the last epoch is drawn once the run ends
+                        self.draw()
 
             h, run.status, run.message = _train_one(self.model_name, run.norm, run.lr, run.epochs, data,
                                                     self.seed, callbacks=[Live()])
