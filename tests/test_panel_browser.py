@@ -58,7 +58,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from test_browser import CHROMIUM, FLAGS, SHOTS
+from test_browser import SHOTS, browser  # noqa: F401  (browser: a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -145,17 +145,7 @@ def jupyter_server(argv: list[str], env: dict, root: Path, log: Path, kernel: st
 
 
 # ---------------------------------------------------------------------------------------- browser
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium), "
-                    "which `make test` does, or set NORMLAB_CHROMIUM")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
+# the `browser` fixture is test_browser's (imported above): one headless Chromium per module
 
 
 # What the status line showed, every text in turn (with its colour): a short run's "training ..."
