@@ -536,21 +536,16 @@ def _fit(run: _Run, args, data, model):
         return None
 
 
-def _status(history) -> str:
-    if not history.stopped:
-        return "done"
-    return "cancelled" if history.stopped.startswith("cancelled") else "diverged"
-
-
 def _summary(run: _Run, args, data, model, history) -> dict:
     import torch
 
+    from .runs import status_of
     from .train import state_hash
 
     epochs_done = [e for e in history.epochs if e.get("test_acc") is not None]
     best = max(epochs_done, key=lambda e: e["test_acc"]) if epochs_done else None
     return {
-        "status": _status(history),
+        "status": status_of(history),
         "model": run.name, "norm": run.norm, "params": run.params, "dataset": data.name,
         "train_images": len(data.train.data), "test_images": len(data.test.data),
         "device": run.device_text, "precision": run.precision.name, "threads": torch.get_num_threads(),

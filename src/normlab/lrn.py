@@ -25,11 +25,10 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .precision import in_float32  # fp16/bf16 in: computed in float32, returned in the input's dtype
+
 __all__ = ["LocalResponseNorm", "local_response_norm", "tf_lrn"]
 
-# fp16/bf16 in -> computed in float32, returned in the input's dtype: the policy of
-# normlab.norms._in_float32 (not imported from there: norms imports this module).
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _check_size(size: Any) -> int:
@@ -221,7 +220,7 @@ def local_response_norm(x: Tensor, size: int, alpha: float = 1e-4, beta: float =
     alpha, beta, k = (_check_real(n, v) for n, v in (("alpha", alpha), ("beta", beta), ("k", k)))
     if x.numel() == 0:  # nothing to normalize (torch returns the input itself)
         return x.clone()
-    xf = x.float() if x.dtype in _LOW_PRECISION else x
+    xf = in_float32(x)
     return _LRNFn.apply(xf, size, alpha, beta, k).to(x.dtype)
 
 

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .precision import in_float32  # fp16/bf16 in: computed in float32, returned in the input's dtype
+
 from .lrn import LocalResponseNorm
 
 __all__ = [
@@ -71,19 +73,6 @@ def _batch_stats(x: Tensor, dims: Tuple[int, ...], correction: int = 0) -> Tuple
     statistics, as in real BN (computing them under no_grad is a classic bug)."""
     var, mean = torch.var_mean(x, dim=dims, correction=correction)
     return mean, var
-
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _in_float32(x: Tensor) -> Tensor:
-    """x in float32 if autocast (or the caller) handed us fp16/bf16, else x itself.
-
-    Statistics of half-precision activations lose digits (bf16 keeps 8 bits of mantissa) and the
-    float32 running buffers cannot be lerped towards them, so, as torch's own norms do under
-    autocast, every layer here computes in float32 and returns the input's dtype. float32 and
-    float64 inputs are untouched (bit-identical to before)."""
-    return x.float() if x.dtype in _LOW_PRECISION else x
 
 
 def _normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
@@ -265,7 +254,7 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        return self._forward(_in_float32(x)).to(x.dtype)
+        return self._forward(in_float32(x)).to(x.dtype)
 
     def _forward(self, x: Tensor) -> Tensor:
         # Mode switch on self.training (not is_grad_enabled); without running
@@ -384,7 +373,7 @@ class BnLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.conv(x))
-        return self._normalize(_in_float32(x)).to(x.dtype)
+        return self._normalize(in_float32(x)).to(x.dtype)
 
     def _normalize(self, x: Tensor) -> Tensor:
         if self.training:
@@ -515,7 +504,7 @@ class _TairBatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        xf = _in_float32(x)
+        xf = in_float32(x)
         mean, var = self._stats(xf)
         y = self.gamma * _normalize(xf, _per_channel(mean, xf), _per_channel(var, xf), self.eps) + self.beta
         return y.to(x.dtype)

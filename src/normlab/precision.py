@@ -62,6 +62,15 @@ class Precision:
         return f"{what}: {self.reason}"
 
 
+def in_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 if autocast (or the caller) handed over fp16/bf16, else x itself.
+
+    The book's own norm layers compute in float32 under autocast, as torch's norms do: statistics of
+    half-precision activations lose digits (bf16 keeps 8 bits of mantissa), and float32 running
+    buffers cannot be updated from them. float32 and float64 inputs are untouched (bit-identical)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _native_bf16(device: torch.device) -> tuple[bool, str]:
     major, minor = torch.cuda.get_device_capability(device)
     name = torch.cuda.get_device_name(device)

@@ -29,7 +29,13 @@ from .precision import Precision, choose_precision
 from .recipes import Recipe, fit_kwargs, get_recipe, make_loaders
 from . import train  # train.fit looked up at call time (tests may wrap it)
 
-__all__ = ["Call", "Run", "run", "plan_calls"]
+__all__ = ["Call", "Run", "run", "plan_calls", "status_of"]
+
+
+def status_of(history: History) -> str:
+    """"done", "diverged" or "cancelled": how a run's History ended."""
+    stopped = history.stopped
+    return "done" if stopped is None else "cancelled" if stopped.startswith("cancelled") else "diverged"
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        """"done", "diverged" or "cancelled"."""
-        stopped = self.history.stopped
-        return "done" if stopped is None else "cancelled" if stopped.startswith("cancelled") else "diverged"
+        return status_of(self.history)
 
     def summary(self) -> dict:
         """A JSON-ready line for tables and results files."""
