@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ipywidgets7 import VERSION, ipywidgets7_dir
+from ipywidgets7 import ipywidgets7_dir
+from reader_env import write_kernelspec
 
 NOTEBOOK_VERSION = "6.5.7"
 # widgetsnbextension 3.6 is ipywidgets 7.7.1's front end for the classic notebook.
@@ -38,10 +39,5 @@ def classic_notebook_env() -> Path:
 def write_ipywidgets7_kernel(jupyter_path: Path) -> str:
     """A kernel (found through JUPYTER_PATH) running this environment's Python with ipywidgets 7.7.1
     first on its path; its name."""
-    folder = jupyter_path / "kernels" / KERNEL
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"normlab (ipywidgets {VERSION})", "language": "python",
-            "env": {"PYTHONPATH": str(ipywidgets7_dir())}}
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+    write_kernelspec(jupyter_path, KERNEL, Path(sys.executable), {"PYTHONPATH": str(ipywidgets7_dir())})
     return KERNEL

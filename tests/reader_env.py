@@ -80,9 +80,9 @@ def make_venv(dest: Path) -> Path:
 def write_kernelspec(jupyter_path: Path, name: str, python: Path, env: dict[str, str]) -> None:
     """A kernel running `python`, with `env` added to its environment, findable through JUPYTER_PATH."""
     folder = jupyter_path / "kernels" / name
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"normlab reader ({name})", "language": "python", "env": env}
+            "display_name": f"normlab ({name})", "language": "python", "env": env}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
 
 
