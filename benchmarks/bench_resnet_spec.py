@@ -18,42 +18,21 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from common import hardware_line
-from normlab import data, models, runs
+from common import conv_peak_gflops, hardware_line, train_step_flops
+from normlab import baseline, data, models, runs
 
 
 def reference_style(splits, epochs: int = 5, bs: int = 128, lr0: float = 0.1) -> tuple[float, list[float]]:
-    """The prog-eval reference loop, re-typed: float32 NCHW arrays, torch.from_numpy per batch."""
+    """The prog-eval reference loop, re-typed (normlab.baseline): float32 NCHW arrays, torch.from_numpy
+    per batch, the reference's seeds (NumPy 123 for the data order, torch 124 for the weights)."""
     np.random.seed(123)
     torch.manual_seed(124)
-    norm = lambda s: ((s.images.float() / 255 - torch.tensor(splits.mean).view(3, 1, 1))  # noqa: E731
-                      / torch.tensor(splits.std).view(3, 1, 1)).numpy()
-    X_train, y_train = norm(splits.train), splits.train.labels.numpy()
-    X_test, y_test = norm(splits.test), splits.test.labels.numpy()
-    model = models.ResNetSpec()
-    opt = torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9)
-    n_batches = -(-len(X_train) // bs)
-    accs, t0 = [], time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        idx = np.random.permutation(len(X_train))
-        for i in range(n_batches):
-            b = idx[i * bs:(i + 1) * bs]
-            for g in opt.param_groups:
-                g["lr"] = lr0 * (1 - (epoch + i / n_batches) / epochs)
-            loss = F.cross_entropy(model(torch.from_numpy(X_train[b])), torch.from_numpy(y_train[b]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            preds = np.concatenate([model(torch.from_numpy(X_test[i:i + bs])).argmax(1).numpy()
-                                    for i in range(0, len(X_test), bs)])
-        accs.append(float((preds == y_test).mean()))
-        print(json.dumps({"epoch": epoch, "test_acc": accs[-1], "time": round(time.perf_counter() - t0, 2)}))
-    return time.perf_counter() - t0, accs
+    arrays = [(baseline.prog_eval_arrays(s.images, splits.mean, splits.std), s.labels.numpy())
+              for s in (splits.train, splits.test)]
+    (x_train, y_train), (x_test, y_test) = arrays
+    return baseline.prog_eval_loop(models.ResNetSpec(), x_train, y_train, x_test, y_test, epochs=epochs,
+                                   batch_size=bs, lr=lr0, momentum=0.9, order_rng=np.random, log=True)
 
 
 def main() -> None:
@@ -103,7 +82,22 @@ def main() -> None:
     print(f"{'prog-eval reference, P100':<40}{'~5':>10}{'':>10}   (published)")
     print(f"{'prog-eval reference, this 2-core kind':<40}{'43.5-46.4':>10}{0.9635:>10.4f}   (performance.md §9)")
     if ref is not None:
-        print(f"\nspeed-up of fit() over the reference-style loop: {ref[0] / ours:.2f}x")
+        print(f"\nspeed-up of fit() over the reference-style loop: {ref[0] / ours:.2f}x (goal >= 2.2x)")
+    # the distance to the limit: the run's convolution/matmul work against this machine's measured peak
+    torch.manual_seed(124)
+    model = models.ResNetSpec().to(memory_format=torch.channels_last)
+    x = torch.randn(128, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    flops_step = train_step_flops(model, x, torch.randint(0, 2, (128,)))
+    steps = 5 * -(-len(splits.train) // 128)
+    eval_flops = 5 * len(splits.test) * flops_step / 128 / 3  # a forward pass is about a third of a step
+    peak, what = conv_peak_gflops()
+    print(f"FLOPs per training step (batch 128): {flops_step / 1e9:.2f} GFLOP; {steps} steps + 5 test passes "
+          f"= {(steps * flops_step + eval_flops) / 1e12:.2f} TFLOP per run")
+    print(f"measured fp32 convolution peak: {peak:.1f} GFLOP/s ({what})")
+    for name, t, _ in rows:
+        reached = (steps * flops_step + eval_flops) / t / 1e9
+        print(f"  {name}: {reached:.1f} GFLOP/s = {reached / peak:.0%} of that peak; "
+              f"the run at 100 % of it would take {(steps * flops_step + eval_flops) / peak / 1e9:.1f} s")
     for name, t, a in rows:
         if name.startswith("normlab"):
             print(f"goal <= 20 s at test_acc >= 0.95, {name}: {'met' if t <= 20 and a >= 0.95 else 'NOT met'} ({t:.1f} s, {a:.4f})")

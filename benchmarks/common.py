@@ -24,3 +24,35 @@ def timed(fn, *args, sync_device=None, **kwargs):
     if sync_device is not None and torch.device(sync_device).type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t, out
+
+
+def train_step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Floating-point operations of one training step (forward + backward; a multiply-add counts
+    2), as torch's FlopCounterMode counts them: convolutions and matrix products only, which is
+    where the time goes in these nets. The optimizer step and the norms' elementwise work are not
+    counted, so the fraction of peak computed from it is a lower bound."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def conv_peak_gflops(repeats: int = 5) -> tuple[float, str]:
+    """This machine's measured fp32 convolution throughput (GFLOP/s): the best of `repeats`
+    forward + backward passes of a large 3x3 convolution in channels_last (oneDNN's fastest case
+    here), counted like train_step_flops. Returns (GFLOP/s, what was measured)."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(64, 128, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        conv(x).sum().backward()
+    flops, best = counter.get_total_flops(), float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        conv(x).sum().backward()
+        best = min(best, time.perf_counter() - t)
+    return flops / best / 1e9, "Conv2d(128, 128, 3x3) on 64x128x32x32, channels_last, forward + backward"

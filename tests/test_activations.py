@@ -9,7 +9,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 from normlab import data, train  # noqa: E402
-from normlab.activations import ActivationStats, named_layers  # noqa: E402
+from normlab.activations import ActivationStats, l2_norm, named_layers  # noqa: E402
 
 
 @pytest.fixture
@@ -111,6 +111,25 @@ def test_grad_norm_matches_parameters(tiny):
         assert stats.series("param_norm")[n][0] == pytest.approx(params[n], rel=1e-5)
 
 
+def test_l2_norm_without_underflow():
+    a, b = torch.tensor([3.0, -4.0]), torch.tensor([[12.0]])
+    assert l2_norm(a) == pytest.approx(5.0)
+    assert l2_norm(a, b) == pytest.approx(13.0)  # all values together
+    assert l2_norm(torch.zeros(3), torch.empty(0)) == 0.0
+    tiny = torch.full((1000,), 1e-32)
+    assert tiny.norm().item() == 0.0  # float32 squares underflow...
+    assert l2_norm(tiny) == pytest.approx(1e-32 * math.sqrt(1000), rel=1e-5)  # ...not here
+    assert math.isnan(l2_norm(torch.tensor([1.0, float("nan")])))
+
+
+def test_grad_norm_of_tiny_gradients():
+    lin = nn.Linear(4, 1, bias=False)
+    with ActivationStats({"lin": lin}) as stats:
+        (lin(torch.ones(2, 4)).sum() * 1e-30).backward()  # gradient entries 2e-30
+        stats.end_step()
+    assert stats.series("grad_norm")["lin"][0] == pytest.approx(2e-30 * 2, rel=1e-5)  # sqrt(4) entries
+
+
 def test_plots_draw(tiny):
     net = small_net()
     stats = ActivationStats(named_layers(net, nn.Conv2d, nn.ReLU), bins=10)
@@ -138,3 +157,21 @@ def test_errors():
         ActivationStats([nn.Identity()]).series("median")
     with pytest.raises(ValueError):
         ActivationStats([nn.Identity()]).summary(keys=("median",))
+
+
+def test_state_round_trips_through_strict_json(tiny):
+    """A run record keeps what the recorder saw (strict JSON: NaN as null); REUSE gives it back."""
+    import json
+    from normlab.files import to_strict_json
+    net = small_net()
+    stats = ActivationStats(named_layers(net, nn.Conv2d, nn.ReLU), every=2, bins=8)
+    train.fit(net, tiny, 1, 0.05, callbacks=[stats], progress=False)
+    stored = json.loads(to_strict_json(stats.state()))
+    again = ActivationStats(named_layers(small_net(), nn.Conv2d, nn.ReLU), every=2, bins=8)
+    again.load_state(stored)
+    assert again.steps == stats.steps and again.fit_starts == stats.fit_starts
+    assert again.summary() == stats.summary()
+    assert all(torch.equal(again.hist(n), stats.hist(n)) for n in stats.names)
+    assert all(math.isnan(v) for v in again.series("grad_norm")["1"])  # ReLU: no parameters
+    with pytest.raises(ValueError, match="recorded ActivationStats was made with"):
+        ActivationStats(named_layers(small_net(), nn.Conv2d, nn.ReLU), every=3, bins=8).load_state(stored)

@@ -37,3 +37,29 @@ def test_no_widget_text_or_tracebacks_in_pages(html):
         text = page.read_text(errors="replace")
         assert "HBox(" not in text, page
         assert "Traceback (most recent call last)" not in text, page
+
+
+# --------------------------------------------------------------------------- setup and the run records
+def test_setup_turns_recording_on_for_a_chapter_and_off_without_one(tmp_path, capsys):
+    import pytest
+
+    from normlab import book, records
+
+    try:
+        book.setup(0, "cpu", chapter="07_normalization_zoo", results_dir=tmp_path, reuse=True)
+        ctx = records.active()
+        assert (ctx.chapter, ctx.folder, ctx.reuse, ctx.smoke) == ("07_normalization_zoo", tmp_path, True, False)
+        assert "REUSE = True: every run is loaded from its record" in capsys.readouterr().out
+        book.setup(0, "cpu", chapter="07_normalization_zoo", results_dir=tmp_path, smoke=True)
+        assert not records.active().reuse and records.active().smoke
+        assert "runs are recorded in" in capsys.readouterr().out
+        book.setup(0, "cpu")  # the old signature: nothing recorded
+        assert records.active() is None
+        with pytest.raises(ValueError, match="reuse= and results_dir= need chapter="):
+            book.setup(0, "cpu", reuse=True)
+        with pytest.raises(ValueError, match="results_dir is required with chapter="):
+            book.setup(0, "cpu", chapter="07_normalization_zoo")
+        with pytest.raises(ValueError, match="reuse must be True or False, got 'yes'"):
+            book.setup(0, "cpu", chapter="07_normalization_zoo", results_dir=tmp_path, reuse="yes")
+    finally:
+        records.stop()

@@ -62,3 +62,26 @@ def test_resume_across_calls_equals_an_uninterrupted_run(data_dir, tmp_path):
     assert done.status == "done" and len(done.history) == 3
     assert train.state_hash(done.model) == train.state_hash(whole.model)
     assert done.history.steps == whole.history.steps
+
+
+def test_reuse_loads_weights_into_the_model_passed_and_replays_the_log(data_dir, tmp_path, capsys):
+    """A chapter that passes its own module gets that module back trained; what log= printed while
+    training is printed again; a module of another structure is another configuration."""
+    from normlab import records
+
+    def net():
+        torch.manual_seed(0)
+        return models.ConvNet()
+
+    with records.recording("99_runs", tmp_path):
+        trained = net()
+        runs.run("convnet", model=trained, epochs=1, log="json", keep_model="float32", data_dir=data_dir, **TINY)
+    printed = capsys.readouterr().out
+    assert printed.count('"epoch": 0') == 2, "one line per epoch of each of the two calls"
+    with records.recording("99_runs", tmp_path, reuse=True):
+        mine = net()
+        q = runs.run("convnet", model=mine, epochs=1, log="json", keep_model="float32", data_dir=data_dir, **TINY)
+        assert q.model is mine and train.state_hash(mine) == train.state_hash(trained)
+        assert capsys.readouterr().out.split("\n", 1)[1] == printed
+        with pytest.raises(records.RecordError, match="built.structure"):
+            runs.run("convnet", model=models.ConvNet((3, 20, 40, 60)), epochs=1, data_dir=data_dir, **TINY)

@@ -257,3 +257,22 @@ def test_accuracy_by_batch_size_depends_on_the_batch_only_for_batch_statistics(d
     out2 = torch.cat([batchstat.eval()(x) for x, _ in dl.test.with_batch_size(2)])
     out40 = torch.cat([batchstat(x) for x, _ in dl.test.with_batch_size(40)])
     assert not torch.allclose(out2, out40, atol=1e-4) and set(accs) == {2, 40}
+
+
+def test_evaluate_gives_fastai_per_batch_mean_beside_the_exact_accuracy():
+    """fastai 0.7's metric is the unweighted mean of per-batch accuracies: with batches of 4 and 1,
+    getting the lone last image right counts as much as the whole first batch."""
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x  # the input already holds the logits
+    x = torch.tensor([[1.0, 0.0]] * 5)
+    y = torch.tensor([0, 1, 1, 1, 0])  # batch 1: 1 of 4 right; batch 2: 1 of 1 right
+    ev = train.evaluate(Fixed(), [(x[:4], y[:4]), (x[4:], y[4:])], device="cpu", amp="fp32")
+    assert ev["acc"] == pytest.approx(2 / 5)
+    assert ev["acc_batch_mean"] == pytest.approx((1 / 4 + 1) / 2)
+
+
+def test_fit_records_the_per_batch_mean_test_accuracy(tiny):
+    h = train.fit(convnet(), tiny(), 1, 0.05, progress=False)
+    e = h.last  # 20 test images in batches of 16 and 4
+    assert 0 <= e["test_acc_batch_mean"] <= 1 and "test_acc_batch_mean" in e

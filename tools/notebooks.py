@@ -5,13 +5,18 @@ Each chapter has one source, its MyST markdown text `chapters/NN_name.md`, paire
 
   python tools/notebooks.py sync [CHAPTER ...]       copy the text sources' cells into the notebooks,
                                                      keeping their outputs (prose needs no re-run)
-  python tools/notebooks.py render [CHAPTER ...]     sync, then execute at the seed's full budget, in place
-  python tools/notebooks.py smoke [CHAPTER ...] [--out DIR]   sync, then SMOKE=True into DIR (default: a temp dir)
+  python tools/notebooks.py render [CHAPTER ...]     sync, then execute at the seed's full budget, in place (each
+                                                     run recorded in book/results/runs/CHAPTER/)
+  python tools/notebooks.py render --reuse [CHAPTER ...]   the same with REUSE=True: redrawn from those records,
+                                                     nothing trained (says when it took over a minute)
+  python tools/notebooks.py smoke [CHAPTER ...] [--out DIR] [--reuse]   sync, then SMOKE=True into DIR (default: a
+                                                     temp dir); --reuse runs it again from the smoke run's records
   python tools/notebooks.py goldens [CHAPTER ...]    sync, then SMOKE=True into tests/goldens/ (nbval compares them)
   python tools/notebooks.py check                    pairs in sync, goldens current, notebooks clean (no widget
                                                      text, errors)
-  python tools/notebooks.py colab                    every chapter's install cell (from _config.yml and the
-                                                     version, with its output run here) and Colab metadata
+  python tools/notebooks.py colab                    every chapter's install cell (from _config.yml, the version
+                                                     and, for a chapter that trains, its recorded training time;
+                                                     with its output run here) and Colab metadata
 
 CHAPTER is a file stem or its number prefix (01, 02_convnets, ...); none means every chapter.
 Executions use the kernel 'python3' of this environment, cwd book/, TQDM_DISABLE=1 and a fixed
@@ -40,6 +45,8 @@ TEXT = REPO / "chapters"
 TEXT_FORMAT = "md:myst"
 GOLDENS = REPO / "tests" / "goldens"
 SMOKE_PARAMS = {"SMOKE": True}
+REUSE_PARAMS = {"REUSE": True}
+REUSE_SECONDS = 60  # a chapter redrawn from its records takes under a minute (issue #15)
 # Each golden writes its results to a folder of its own (relative to where nbval runs the goldens;
 # ignored by git), so no golden reads what another wrote: a chapter that reads another chapter's
 # results gets the book's committed ones, whatever ran before it.
@@ -56,14 +63,34 @@ from normlab.devices import describe_device, resolve_device
 from normlab.precision import choose_precision
 print("device:", describe_device("auto"))
 print("precision:", choose_precision(resolve_device("auto")))"""
+# What the chapter's full budget costs, from its committed run records (normlab.records), so that a
+# reader on a CPU knows what training starts; only in chapters that train.
+ESTIMATE_LINES = """
+from normlab import records
+print(records.estimate("{chapter}"))"""
 
 
-def install_cell() -> str:
+def install_cell(chapter: str | None = None) -> str:
     """The first code cell of every chapter: normlab at this version's release tag, from the repository
-    set in _config.yml (normlab.repository reads it)."""
+    set in _config.yml (normlab.repository reads it); for a chapter that trains (`chapter`: its stem),
+    also the estimate of its full-budget training time."""
     from normlab import repository
 
-    return INSTALL_CELL.format(requirement=repository.requirement())
+    cell = INSTALL_CELL.format(requirement=repository.requirement())
+    return cell + ESTIMATE_LINES.format(chapter=chapter) if chapter else cell
+
+
+def trains(nb_path: Path) -> bool:
+    """Chapters that train go through normlab.runs.run (tools/CHAPTERS.md); the results chapter does not."""
+    md = text_source(nb_path)
+    return "runs.run(" in (md.read_text() if md.exists() else nb_path.read_text())
+
+
+def has_reuse_parameter(nb_path: Path) -> bool:
+    """Whether the chapter's parameters cell sets REUSE (papermill would inject it unused otherwise;
+    a chapter that trains nothing needs none: it runs as it is)."""
+    return any("parameters" in tags and any(line.startswith("REUSE") for line in source.splitlines())
+               for kind, source, tags in cells(read_text(text_source(nb_path))))
 
 
 def chapters(selection: list[str] | None = None) -> list[Path]:
@@ -254,22 +281,54 @@ def _synced(selection) -> list[Path]:
     return picked
 
 
+def _need_reuse_parameter(chapters_: list[Path]) -> None:
+    missing = [ch.stem for ch in chapters_ if trains(ch) and not has_reuse_parameter(ch)]
+    if missing:
+        raise SystemExit(f"no REUSE parameter in {', '.join(missing)}: add `REUSE = False` to the parameters cell "
+                         f"and pass reuse=REUSE to book.setup (tools/CHAPTERS.md)")
+
+
 def cmd_render(args) -> None:
-    for ch in _synced(args.chapters):
+    picked = _synced(args.chapters)
+    if args.reuse:
+        _need_reuse_parameter(picked)
+    for ch in picked:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / ch.name
-            secs = execute(ch, out, {}, args.timeout)
+            secs = execute(ch, out, REUSE_PARAMS if args.reuse else {}, args.timeout)
             clean_metadata(out)
             ch.write_text(out.read_text())
+        if args.reuse:
+            print(f"rendered {ch.name} from its records in {secs:.0f} s"
+                  + (f": over {REUSE_SECONDS} s, see which cells take long" if secs > REUSE_SECONDS else ""))
+            continue
         print(f"rendered {ch.name} in {secs:.0f} s")
+        report_stale_records(ch)
+
+
+def report_stale_records(ch: Path) -> None:
+    """Records this render did not rewrite: runs the chapter no longer makes (never deleted here)."""
+    from normlab import records
+
+    old = records.stale(BOOK / "results", ch.stem)
+    if old:
+        print(f"  {len(old)} record(s) of {ch.stem} not written by this render (runs it no longer makes?): "
+              f"git rm {' '.join(shown(p) for p in old)} (and their .pt files)")
 
 
 def cmd_smoke(args) -> None:
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="normlab-smoke-"))
     results = out_dir / "results"
-    for ch in _synced(args.chapters):
-        secs = execute(ch, out_dir / ch.name, {**SMOKE_PARAMS, "RESULTS_DIR": str(results)}, args.timeout)
+    picked = _synced(args.chapters)
+    if args.reuse:
+        _need_reuse_parameter(picked)
+    for ch in picked:
+        params = {**SMOKE_PARAMS, "RESULTS_DIR": str(results)}
+        secs = execute(ch, out_dir / ch.name, params, args.timeout)
         print(f"smoke {ch.name}: {secs:.0f} s")
+        if args.reuse:  # the same smoke run again, from the records the first one wrote
+            secs = execute(ch, out_dir / "reuse" / ch.name, {**params, **REUSE_PARAMS}, args.timeout)
+            print(f"smoke {ch.name} from its records: {secs:.0f} s")
     print(f"outputs in {out_dir}")
 
 
@@ -304,13 +363,15 @@ def drop_unchecked_images(path: Path) -> None:
 def cmd_colab(args) -> None:
     """Write the install cell (into the text source and the notebook) and the Colab metadata into every
     chapter. The cell's committed output is what it prints when run here (normlab is installed here,
-    so it only reports device and precision)."""
+    so it only reports device, precision and, where the chapter trains, its recorded time)."""
     import jupytext
 
-    source = install_cell()
-    proc = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True, text=True,
-                          check=True)
+    printed: dict[str, str] = {}
     for ch in _synced(None):
+        source = install_cell(ch.stem if trains(ch) else None)
+        if source not in printed:
+            printed[source] = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True,
+                                             text=True, check=True).stdout
         md = text_source(ch)
         text = read_text(md)
         first = next(c for c in text.cells if c.cell_type == "code")
@@ -322,7 +383,7 @@ def cmd_colab(args) -> None:
         if "".join(cell["source"]) != source:
             cell["source"] = source.splitlines(keepends=True)
             cell["outputs"] = [{"name": "stdout", "output_type": "stream",
-                                "text": proc.stdout.splitlines(keepends=True)}]
+                                "text": printed[source].splitlines(keepends=True)}]
         nb["metadata"].update(COLAB_METADATA)
         write_notebook(ch, nb)
         print(f"{shown(ch)}: install cell and Colab metadata")
@@ -404,6 +465,9 @@ def main() -> None:
                            help="overwrite a notebook edited after its text source (its edits are lost)")
         if name == "smoke":
             s.add_argument("--out", default=None)
+        if name in ("render", "smoke"):
+            s.add_argument("--reuse", action="store_true",
+                           help="REUSE=True: redraw from the chapter's run records instead of training")
     args = p.parse_args()
     args.fn(args)
 

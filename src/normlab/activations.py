@@ -35,7 +35,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["ActivationStats", "named_layers", "plot_stats", "color_dim", "dead_chart", "plot_grad_norms"]
+__all__ = ["ActivationStats", "named_layers", "l2_norm", "plot_stats", "color_dim", "dead_chart", "plot_grad_norms"]
 
 KEYS = ("mean", "std", "dead", "grad_norm", "param_norm")
 
@@ -46,6 +46,23 @@ def named_layers(model: nn.Module, *types: type) -> dict[str, nn.Module]:
     if not types:
         return dict(model.named_children())
     return {name: m for name, m in model.named_modules() if name and isinstance(m, types)}
+
+
+def l2_norm(*tensors: torch.Tensor) -> float:
+    """The L2 norm of all the values of ``tensors`` together, as a Python float, without underflow:
+    each tensor is divided by its largest magnitude before squaring. A plain float32 norm squares
+    first, so values below about 1e-19 (the gradients of a deep network without normalization at
+    PyTorch's default initialization) give 0. Works on every device (no float64 needed); NaN if a
+    value is not finite."""
+    parts = []
+    with torch.no_grad():
+        for t in tensors:
+            t = t.detach().float()
+            if t.numel():
+                scale = t.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
+                s, n = torch.stack([scale, (t / scale).norm()]).tolist()  # one device sync
+                parts.append(s * n)
+    return math.hypot(*parts)
 
 
 class ActivationStats:
@@ -160,6 +177,31 @@ class ActivationStats:
     def after_fit(self, **kw) -> None:
         self.stop()
 
+    # ------------------------------------------------------------------ run records
+    def state(self) -> dict:
+        """What was recorded, JSON-ready: a run record keeps it (normlab.records) and REUSE loads it.
+        Histograms are stored as float32's shortest decimals, which come back exactly and keep
+        records small."""
+        return {"layers": self.names, "every": self.every, "bins": self.bins, "hist_range": list(self.hist_range),
+                "steps": list(self.steps), "fit_starts": list(self.fit_starts), "step": self._step,
+                "records": {n: {**{k: list(r[k]) for k in KEYS},
+                                "hist": [[float(str(v)) for v in h.numpy()] for h in r["hist"]]}
+                            for n, r in self.records.items()}}
+
+    def load_state(self, state: dict) -> None:
+        """Take what a run record kept (None stands for NaN: a record is strict JSON)."""
+        mine = {"layers": self.names, "every": self.every, "bins": self.bins, "hist_range": list(self.hist_range)}
+        theirs = {k: state.get(k) for k in mine}
+        if theirs != mine:
+            raise ValueError(f"the recorded ActivationStats was made with {theirs}, this one is {mine}")
+
+        def numbers(xs):
+            return [math.nan if v is None else v for v in xs]
+        self.steps, self.fit_starts, self._step = list(state["steps"]), list(state["fit_starts"]), state["step"]
+        self.records = {n: {**{k: numbers(r[k]) for k in KEYS},
+                            "hist": [torch.tensor(numbers(h), dtype=torch.float32) for h in r["hist"]]}
+                        for n, r in state["records"].items()}
+
     # ------------------------------------------------------------------ results
     @property
     def names(self) -> list[str]:
@@ -210,13 +252,10 @@ class ActivationStats:
 
 def _norms(module: nn.Module) -> tuple[float, float]:
     """(gradient norm, parameter norm) over the parameters that have a gradient; NaN if none."""
-    with torch.no_grad():
-        ps = [p for p in module.parameters() if p.grad is not None]
-        if not ps:
-            return float("nan"), float("nan")
-        g = math.sqrt(sum(p.grad.float().pow(2).sum().item() for p in ps))
-        w = math.sqrt(sum(p.float().pow(2).sum().item() for p in ps))
-    return g, w
+    ps = [p for p in module.parameters() if p.grad is not None]
+    if not ps:
+        return float("nan"), float("nan")
+    return l2_norm(*(p.grad for p in ps)), l2_norm(*ps)
 
 
 # ---------------------------------------------------------------------- plots

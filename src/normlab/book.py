@@ -11,19 +11,30 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, repository
+from . import __version__, records, repository
 from .devices import describe_device, resolve_device
 from .files import write_json_atomic
 from .reported import SOURCES, Reported, reported
 from .train import seed_everything
 
-def setup(seed: int = 0, device: str = "auto", threads: int | None = None) -> torch.device:
-    """Seed everything, fix the thread count if asked, pick the device and say which."""
+def setup(seed: int = 0, device: str = "auto", threads: int | None = None, *, chapter: str | None = None,
+          reuse: bool = False, results_dir: str | os.PathLike | None = None, smoke: bool = False) -> torch.device:
+    """Seed everything, fix the thread count if asked, pick the device and say which.
+
+    With `chapter` (the notebook's stem) every ``runs.run`` that follows is recorded in
+    `results_dir`/runs/`chapter`/ (``normlab.records``), marked as a smoke run if `smoke`; with
+    reuse=True it is loaded from its record (or the book's committed copy) instead of trained."""
+    if chapter is None and (reuse or results_dir is not None):
+        raise ValueError("reuse= and results_dir= need chapter= (the notebook's stem, e.g. '07_normalization_zoo')")
     if threads:
         torch.set_num_threads(int(threads))
     seed_everything(seed)
     dev = resolve_device(device)
     print(f"normlab {__version__}, torch {torch.__version__}, {describe_device(dev)}, seed {seed}")
+    if chapter is not None:
+        print(records.start(chapter, results_dir, reuse=reuse, smoke=smoke).describe())
+    else:
+        records.stop()  # a setup without a chapter records nothing, whatever ran before in this kernel
     return dev
 
 
@@ -83,7 +94,11 @@ class Results:
             rep = fmt_reported([r for r in reported(self.seed, reported_as or experiment) if r.metric == metric])
         except ValueError:
             rep = ""
-        row = Row(experiment, metric, float(measured), rep or "none (new result)", self.hardware,
+        ctx = records.active()
+        # a redrawn chapter's numbers and times are the recorded runs': name their hardware, not this one's
+        hardware = f"{', '.join(ctx.reused_on)} (recorded)" if ctx is not None and ctx.reuse and ctx.reused_on \
+            else self.hardware
+        row = Row(experiment, metric, float(measured), rep or "none (new result)", hardware,
                   round(float(time_s), 1), not self.smoke, epochs, note)
         self.rows = [r for r in self.rows if not (r.experiment == experiment and r.metric == metric)] + [row]
         return row

@@ -312,7 +312,8 @@ class Erav1s8Net(nn.Module):
     padding 0 the shapes change (3->16 channels; 30->28 pixels), so no skip could apply there anyway.
     Norms come from ``make_norm`` (``layer`` = GroupNorm(1, C), ``group`` = GroupNorm(groups, C),
     ``instance`` = GroupNorm(C, C), as in the source). The seed's runs used dropout 0.01, skip True. ``norm="none"`` (or None) is an
-    Identity here; the source's ``norm_type=None`` left ``normlayer = None`` and would crash in forward.
+    Identity here: the source's ``norm_type=None`` (its default) leaves ``normlayer = None`` and its forward skips the norm
+    (``if self.normlayer is not None``), the same computation; the seed never ran it.
     """
 
     def __init__(self, norm: str | None = "batch", groups: int = 4, dropout: float = 0.01, skip: bool = True):

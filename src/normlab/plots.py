@@ -148,3 +148,58 @@ def plot_norm_axes(kinds=("batch", "layer", "group", "instance"), n: int = 6, c:
         ax.text(n + dx + 0.15, c + dy + 0.1, "H, W", ha="left", va="bottom", fontsize=8)
         ax.set_title(f"{kind} norm\n{NORM_AXES[kind]}", fontsize=9)
     return axes
+
+
+def batch_size_errors(grid: dict, key: str = "test_acc") -> dict:
+    """Test error of every finished run of a batch-size grid (``tools/batch_size_grid.py``), as
+    {(norm, batch size): [error of each seed]}; ``key="batch_stats_test_acc"`` gives batch norm's
+    error with batch statistics instead of running ones. Runs that did not finish are left out."""
+    out: dict = {}
+    for r in grid["runs"]:
+        if r.get("status") == "done" and r.get(key) is not None:
+            out.setdefault((r["norm"], r["batch_size"]), []).append(1 - r[key])
+    return out
+
+
+def plot_batch_size_grid(grid: dict, axes=None, norms=None):
+    """The group-norm paper's figure 1 at small scale, from a batch-size grid. Left: test error
+    against the training batch size for each norm (line: mean over seeds; dots: each seed).
+    Right: batch norm's test error with its running statistics (eval mode) and with the statistics
+    of test batches as large as the training batches. Batch sizes on a log2 axis."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.9), constrained_layout=True)
+    ax_err, ax_bn = axes
+    sizes = sorted(grid["batch_sizes"])
+    norms = list(norms or grid["norms"])
+
+    def draw(ax, errors, label, color, marker="o", ls="-"):
+        xs = [b for b in sizes if errors.get(b)]
+        if not xs:
+            return
+        ax.plot(xs, [sum(errors[b]) / len(errors[b]) for b in xs], ls, marker=marker, color=color, label=label)
+        for b in xs:  # every seed's own point
+            ax.plot([b] * len(errors[b]), errors[b], marker, color=color, alpha=0.35, ms=4, ls="none")
+
+    running = batch_size_errors(grid)
+    for i, norm in enumerate(norms):
+        draw(ax_err, {b: running.get((norm, b)) for b in sizes}, f"{norm} norm", f"C{i}")
+    batch_stats = batch_size_errors(grid, "batch_stats_test_acc")
+    if "batch" in norms:
+        c = f"C{norms.index('batch')}"
+        draw(ax_bn, {b: running.get(("batch", b)) for b in sizes}, "running statistics (eval mode)", c)
+        draw(ax_bn, {b: batch_stats.get(("batch", b)) for b in sizes},
+             "batch statistics (test batches of the training size)", c, marker="s", ls="--")
+    n = len(grid.get("seeds", []))
+    ax_err.set_title(f"Test error against batch size (line: mean of {n} seed{'s' * (n != 1)}; dots: each)",
+                     fontsize=10)
+    ax_bn.set_title("Batch norm: running against batch statistics", fontsize=10)
+    for ax in (ax_err, ax_bn):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.minorticks_off()
+        ax.set(xlabel="training batch size (log scale)", ylabel="test error")
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return axes

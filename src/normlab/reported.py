@@ -102,3 +102,33 @@ def reported(seed: str, experiment: str | None = None) -> list[Reported]:
         known = sorted({(r.seed, r.experiment) for r in REPORTED})
         raise ValueError(f"nothing reported for seed {seed!r} experiment {experiment!r}; known: {known}")
     return rows
+
+
+# Reading precision of each reported number: half a unit of the last digit its source printed, in
+# the number's own units ("47.24 %" -> 0.00005; the notebook's 0.46924 -> 0.000005), or the
+# reading error of a plot. Scoring (normlab.scoring) treats a gap this small as no gap.
+PRECISION = {  # by source
+    "003-blog": 0.00005,     # "47.24 %": two decimals of a percentage
+    "003-nb": 0.000005,      # 0.46924: five decimals, as fastai 0.7 printed them
+    "001-plot": 0.003,       # read off Comparison.png (seeds-spec: +-0.003)
+    "001-pickle": 0.00005,   # .9877: four decimals
+    "002-nb": 0.00005,       # "78.13": two decimals of a percentage
+    "002-readme": 0.5,       # 68: an integer
+    "004-readme": 0.0005,    # 0.965: three decimals
+}
+PRECISION_EXCEPTIONS = {  # (seed, experiment, metric, source): a number printed to other digits
+    ("003", "convbnnet2", "test accuracy", "003-blog"): 0.0005,  # "~66.4 %": one decimal
+    ("004", "resnet_spec", "time (s)", "004-readme"): 0.005,     # 40.27 s: two decimals
+}
+
+
+def precision(r: Reported) -> float | None:
+    """The reading precision of a reported number (None where the source gave no number)."""
+    if r.value is None:
+        return None
+    key = (r.seed, r.experiment, r.metric, r.source)
+    if key in PRECISION_EXCEPTIONS:
+        return PRECISION_EXCEPTIONS[key]
+    if r.source not in PRECISION:
+        raise ValueError(f"no reading precision for source {r.source!r}; known: {sorted(PRECISION)}")
+    return PRECISION[r.source]

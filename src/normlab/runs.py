@@ -9,9 +9,13 @@ lesson 7: ``fit(lr, 2)`` at a constant rate, then ``fit(lr, n, cycle_len=1)``, l
 ``Recipe.calls``), it makes every call, each with a fresh optimizer as fastai 0.7 did, and returns
 one History. Chapters, the live panel, the grid script, the command line and the benchmarks all
 train through it, so a configuration means the same thing everywhere.
+
+Inside a recording context (``book.setup(..., chapter=...)``, ``normlab.records``) every run is
+recorded after training, or, with reuse, loaded from its record instead of trained.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +25,19 @@ import torch
 import torch.nn as nn
 
 from .data import Loaders
-from .devices import resolve_device
+from .devices import describe_device, resolve_device
 from .history import History
-from .learner import set_rng_state
+from .learner import JsonLog, set_rng_state
 from .models import build_model
 from .precision import Precision, choose_precision
 from .recipes import Recipe, fit_kwargs, get_recipe, make_loaders
+from . import records
 from . import train  # train.fit looked up at call time (tests may wrap it)
 
-__all__ = ["Call", "Run", "run", "plan_calls", "status_of"]
+__all__ = ["Call", "Run", "run", "plan_calls", "status_of", "NotKept", "KEEP_MODEL"]
+
+# keep_model=: False, True (the book's records.CHECKPOINT_DTYPE) or the dtype to store the weights in
+KEEP_MODEL = (False, True, "float32", "float16")
 
 
 def status_of(history: History) -> str:
@@ -49,17 +57,43 @@ class Call:
         return f"fit({self.lr:g}, {self.epochs}{', cycle_len=1' if self.schedule == 'sgdr' else ''})"
 
 
+class NotKept:
+    """Stands for what a reused run did not keep (its model, when the record holds no weights):
+    any use of it raises an error that says why, instead of silently using an untrained model."""
+
+    def __init__(self, message: str):
+        object.__setattr__(self, "_message", message)
+
+    def __getattr__(self, name):
+        raise RuntimeError(self._message)
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(self._message)
+
+    def __repr__(self) -> str:
+        return f"NotKept({self._message!r})"
+
+
 @dataclass
 class Run:
     """What ``run`` returns: the settings it used, the History of all its calls, the trained model,
-    its data and its times (seconds in all and per call)."""
+    its data and its times (seconds in all and per call); `record`, the run's record file, if any.
+    A reused run given no data builds its data on first use of ``.data`` (so a chapter that only
+    redraws figures needs no dataset)."""
     name: str
     settings: dict
     history: History
     model: nn.Module
-    data: Loaders
+    _data: Loaders | Callable[[], Loaders]
     seconds: float = 0.0
     call_seconds: list[float] = field(default_factory=list)
+    record: Path | None = None
+
+    @property
+    def data(self) -> Loaders:
+        if not isinstance(self._data, Loaders):
+            self._data = self._data()
+        return self._data
 
     @property
     def status(self) -> str:
@@ -116,7 +150,7 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
         data: Loaders | None = None, data_dir=None, download: bool = True, drop_last: bool = False,
         callbacks: Sequence = (), progress="auto", log: str | None = None, checkpoint=None,
         resume: bool = False, max_loss: float | None = None, label: str | None = None,
-        **fit_overrides) -> Run:
+        keep_model: bool | str = False, record: bool = True, **fit_overrides) -> Run:
     """Train the registered model `name` with its seed's recipe and these overrides.
 
     - norm, model_kwargs: passed to the model's builder (``normlab.models.build_model``); `model`
@@ -128,22 +162,47 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
     - precision: "auto", "fp32", "bf16", "fp16" (``normlab.precision``).
     - checkpoint, resume: a checkpoint per call (see ``_checkpoints``); with resume=True, finished
       calls are skipped and an unfinished one continues, equal to an uninterrupted run.
+    - in a recording context (``normlab.records``): the run is recorded, or with reuse loaded from
+      its record without training; keep_model=True (or "float32"/"float16") also keeps its trained
+      weights, for a chapter that uses the model after training; record=False leaves this run out
+      of the context (it trains and is not recorded: the live panel).
     - any other keyword goes to ``normlab.train.fit`` for every call (weight_decay, schedule, ...).
     """
     recipe = get_recipe(name)
     plan = plan_calls(recipe, lr, epochs, calls, fit_overrides.pop("schedule", None))
     if data is not None and any(v is not None for v in (batch_size, subset, test_subset)):
         raise ValueError("pass either data= (ready Loaders) or batch_size/subset/test_subset, not both")
+    if keep_model not in KEEP_MODEL or not isinstance(keep_model, (bool, str)):
+        raise ValueError(f"keep_model={keep_model!r}; accepted: {', '.join(map(repr, KEEP_MODEL))}")
+    keep = records.CHECKPOINT_DTYPE if keep_model is True else keep_model or None
+    ctx = records.active() if record else None
+    if keep and ctx is None:
+        raise ValueError(f"keep_model={keep_model!r} keeps the weights beside the run's record, and no run is "
+                         f"recorded here: call book.setup(..., chapter=..., results_dir=...) first "
+                         f"(or use normlab.records.recording)")
     dev = resolve_device(device) if data is None else data.device
-    if data is None:
-        data = make_loaders(recipe, data_dir=data_dir, device=dev, subset=subset, test_subset=test_subset,
-                            seed=seed, batch_size=batch_size, download=download, drop_last=drop_last)
+    data_args = dict(data_dir=data_dir, device=dev, subset=subset, test_subset=test_subset, seed=seed,
+                     batch_size=batch_size, download=download, drop_last=drop_last)
+    if ctx is not None:  # from the arguments, before any data is built: reuse builds none
+        data_id = records.data_identity(data) if data is not None else {
+            "dataset": recipe.dataset, "subset": subset, "test_subset": test_subset,
+            "batch_size": batch_size or recipe.batch_size, "drop_last": drop_last, "data_seed": seed}
+    reuse = ctx is not None and ctx.reuse
+    if data is None and not reuse:
+        data = make_loaders(recipe, **data_args)
     chosen = choose_precision(dev, precision)
     torch.manual_seed(seed)
-    if model is None:
-        model = build_model(name, **({"norm": norm} if norm is not None else {}), **(model_kwargs or {}))
-    elif not isinstance(model, nn.Module):
-        model = model()
+    model, source = _build_model(name, norm, model, model_kwargs)
+    if ctx is not None:
+        ident = records.identity(name=name, plan=plan, norm=norm, model_kwargs=model_kwargs, model_source=source,
+                                 model=model, data_id=data_id, seed=seed, precision=precision, max_loss=max_loss,
+                                 fit_overrides=fit_overrides)
+        key = records.record_key(ident, label)
+        if reuse:
+            return _reused(ctx, ident, key, name, model, dev,
+                           data if data is not None else (lambda: make_loaders(recipe, **data_args)),
+                           callbacks, log, label)
+        records.check_writable(ctx, ident, key)
     settings = {"model": name, "norm": norm, "lr": [c.lr for c in plan], "epochs": [c.epochs for c in plan],
                 "schedule": [c.schedule for c in plan], "batch_size": data.train.batch_size,
                 "subset": subset, "test_subset": test_subset, "device": str(dev), "seed": seed,
@@ -172,7 +231,67 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
         if h.stopped is not None:
             break
     result.seconds = time.perf_counter() - t_run
+    for cb in callbacks:  # measurements of the trained model (records.Measure), after the last call
+        if hasattr(cb, "after_run"):
+            cb.after_run(model)
+    if ctx is not None and result.status != "cancelled":  # an interrupted run is no result to redraw
+        result.record = records.write(ctx, key, ident, result, host=describe_device(dev), label=label,
+                                      callbacks=callbacks, keep_model=keep)
     return result
+
+
+def _build_model(name: str, norm, model, model_kwargs) -> tuple[nn.Module, str]:
+    """The run's model (after the caller seeded) and where it came from, for the run's identity."""
+    if model is None:
+        return build_model(name, **({"norm": norm} if norm is not None else {}), **(model_kwargs or {})), "registry"
+    if isinstance(model, nn.Module):
+        return model, "module"
+    return model(), f"function {getattr(model, '__qualname__', type(model).__qualname__)}"
+
+
+def _reused(ctx, ident: dict, key: str, name: str, model: nn.Module, dev, data, callbacks, log, label) -> Run:
+    """The recorded run of `key` instead of training: its history, settings and times, its weights
+    if the record kept them, its callbacks' states; prints one line saying so."""
+    path, committed = records.find(ctx, ident, key)
+    rec = records.read(path)
+    history = History.from_dict(rec["history"])
+    if rec["checkpoint"]:
+        records.load_weights(model, path.with_name(rec["checkpoint"]["file"])).to(dev)
+        model.train()  # as training leaves it, in the memory layout its batches had (evaluating an
+        if (rec["rng"]["batches"].get("train") or {}).get("channels_last"):  # NCHW model on NHWC
+            model.to(memory_format=torch.channels_last)  # batches is about 6x slower)
+    else:
+        model = NotKept(f"the model of the reused run {key} was not kept (its record holds no weights): "
+                        f"train it with keep_model=True to keep it, or set REUSE = False")
+    records.load_callbacks(rec, callbacks, key)
+    records.set_rng_state(rec["rng"])
+    if isinstance(data, Loaders):
+        records.set_data_state(rec["rng"], data)
+    else:
+        build = data
+        data = lambda: records.set_data_state(rec["rng"], build())  # noqa: E731
+    if rec["host"] not in ctx.reused_on:
+        ctx.reused_on.append(rec["host"])
+    where = "the book's committed record" if committed else "its record"
+    print(f"{label or name}: reused {where} {path.name} ({rec['seconds']:.0f} s of training on {rec['host']}, "
+          f"{rec['date'][:10]})", flush=True)
+    if log:
+        _replay_log(history, rec["settings"]["epochs"], log)
+    return Run(name, rec["settings"], history, model, data, rec["seconds"], list(rec["call_seconds"]), path)
+
+
+def _replay_log(history: History, call_epochs: list[int], log: str) -> None:
+    """What log= printed while the run trained, call by call (each call's epochs count from 0)."""
+    printer, start = JsonLog(log), 0
+    for n in call_epochs:
+        done = history.epochs[start:start + n]
+        t0 = history.epochs[start - 1]["time"] if start else 0.0
+        call = History([{**e, "epoch": e["epoch"] - start, "time": e["time"] - t0} for e in done])
+        for k in range(1, len(done) + 1):
+            printer.after_epoch(History(call.epochs[:k]))
+        start += n
+    if history.stopped and not history.stopped.startswith("cancelled"):
+        print(f"Diverged: {history.stopped}", file=sys.stderr)
 
 
 def _append(result: Run, h: History, index: int) -> None:

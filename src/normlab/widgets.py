@@ -105,7 +105,8 @@ def _train_one(model_name: str, norm: str, lr: float, epochs: int, data: Loaders
     Never raises for a diverging run."""
     # A loss 20x that of guessing (ln 10 = 2.3 for 10 classes) has diverged, even while finite.
     r = runs.run(model_name, norm=norm, lr=lr, epochs=epochs, data=data, seed=seed, callbacks=list(callbacks),
-                 progress=progress, max_loss=20 * math.log(len(data.classes)))
+                 progress=progress, max_loss=20 * math.log(len(data.classes)),
+                 record=False)  # the reader's own runs: never recorded, never reused (REUSE)
     if r.status == "cancelled":
         return r.history, "cancelled", "cancelled: Train was pressed again"
     return r.history, r.status, r.history.stopped or ""

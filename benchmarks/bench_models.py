@@ -1,0 +1,77 @@
+"""Every model of the book against the machine's limit: FLOPs per training step, step time, the
+throughput reached as a fraction of this machine's measured fp32 convolution peak, and the time
+the model's own compute sets for one full-budget run of its recipe (a floor for any loop).
+
+  python benchmarks/bench_models.py                 # all models, 2 threads
+  python benchmarks/bench_models.py --models erav1s8 resnet_spec
+
+Step times are the best of --steps steps after warm-up, on synthetic data at the recipe's batch
+size, in the memory format fit() chooses (channels_last for conv nets unless the model opts out).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import conv_peak_gflops, hardware_line, train_step_flops
+from normlab.devices import tune_cpu_allocator
+from normlab.models import MODELS, build_model
+from normlab.recipes import RECIPES
+
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar2": 10_000, "mnist": 60_000, "mnist_tairtahar": 51_000}
+
+
+def steps_per_run(recipe) -> int:
+    """Training steps of one full-budget run: every fit call of the recipe (fast.ai's two)."""
+    epochs = sum(e for _, e, _ in recipe.calls) if recipe.calls else recipe.epochs
+    return epochs * -(-TRAIN_IMAGES[recipe.dataset] // recipe.batch_size)
+
+
+def best_step_seconds(model, x, y, steps: int) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    best = float("inf")
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:  # warm-up steps excluded
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--models", nargs="*", default=list(MODELS))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    print(hardware_line())
+    peak, what = conv_peak_gflops()
+    print(f"measured fp32 convolution peak: {peak:.1f} GFLOP/s ({what})\n")
+    print(f"{'model':<15}{'batch':>6}{'GFLOP/step':>11}{'ms/step':>9}{'GFLOP/s':>9}{'of peak':>9}"
+          f"{'steps/run':>10}{'compute/run':>13}")
+    for name in args.models:
+        spec, recipe = MODELS[name], RECIPES[name]
+        bs = recipe.batch_size
+        torch.manual_seed(0)
+        model = build_model(name)
+        x = torch.randn(bs, *spec.input_shape)
+        y = torch.randint(0, 2 if recipe.dataset == "cifar2" else 10, (bs,))
+        if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and getattr(model, "prefers_channels_last", True):
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        flops = train_step_flops(model, x, y)
+        sec = best_step_seconds(model, x, y, args.steps)
+        steps = steps_per_run(recipe)
+        print(f"{name:<15}{bs:>6}{flops / 1e9:>11.2f}{sec * 1e3:>9.1f}{flops / sec / 1e9:>9.1f}"
+              f"{flops / sec / 1e9 / peak:>9.0%}{steps:>10}{steps * sec / 60:>11.1f} min")
+
+
+if __name__ == "__main__":
+    main()
