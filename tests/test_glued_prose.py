@@ -47,14 +47,31 @@ def glued_names(nb_path: Path) -> set[str]:
             if "scrapbook" in o.get("metadata", {}) and any(k.startswith(GLUE_PREFIX) for k in o.get("data", {}))}
 
 
+def without_code(text: str) -> str:
+    """The text without fenced code and maths; the prose inside directives (an admonition holding a
+    solution, a note) stays, also after a code block nested in it."""
+    out, fences = [], []  # the open fences: (backticks or colons, info string)
+    for line in text.splitlines():
+        m = re.match(r"\s*(`{3,}|:{3,})\s*(.*)$", line)
+        if m:
+            fence, info = m.groups()
+            if fences and not info and fence[0] == fences[-1][0][0] and len(fence) >= len(fences[-1][0]):
+                fences.pop()
+            else:
+                fences.append((fence, info))
+            continue
+        if not any(not info.startswith("{") or info.startswith(("{code", "{math", "{glue")) for _, info in fences):
+            out.append(line)
+    return "\n".join(out)
+
+
 def prose(md: str) -> list[str]:
     """The chapter's markdown cells without what is not prose: glue roles, code, maths, link targets."""
     out = []
     for cell in jupytext.reads(md, fmt="md:myst").cells:
         if cell.cell_type != "markdown":
             continue
-        t = GLUE_ROLE.sub(" ", cell.source)
-        t = re.sub(r"```.*?```|:::.*?:::", lambda m: m.group(0) if "admonition" in m.group(0) else " ", t, flags=re.S)
+        t = GLUE_ROLE.sub(" ", without_code(cell.source))
         t = re.sub(r"`[^`]*`|\$\$.*?\$\$|\$[^$\n]*\$", " ", t, flags=re.S)
         t = re.sub(r"\]\([^)]*\)|\{cite[:\w]*\}`[^`]*`|\{\w+\}`[^`]*`", " ", t)
         out.append(t)
@@ -116,4 +133,7 @@ def test_the_scanner_finds_typed_numbers_and_ignores_glue_shapes_and_quotes():
     md = ("# T\n\nIt took 41 s and reached {glue:text}`ch00_acc` (12.34 %), 3.1 times faster; "
           "a 32×32 image, a 3×3 kernel, torch 2.14.1, `0.5 s` in code, the blog's 47.24 %.\n")
     assert unglued_numbers(md, "00") == ["41 s", "12.34 %", "3.1 times"]
+    solution = ("````{admonition} Solution\n:class: dropdown\n\n```python\nprint('3 s')\n```\n\nIt took 41 s.\n````\n"
+                "```{math}\nx = 5 \\%\n```\n")
+    assert without_code(solution).split() == [":class:", "dropdown", "It", "took", "41", "s."]
     assert glue_refs("{glue:text}`a_b:.1f` {glue:}`c` {glue}`d`\n```{glue:figure} e\n```") == {"a_b", "c", "d", "e"}
