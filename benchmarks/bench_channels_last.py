@@ -6,29 +6,14 @@ is faster)."""
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
 
-from common import hardware_line
+from common import best_step_seconds, hardware_line
 from normlab.devices import tune_cpu_allocator
 from normlab.models import MODELS, build_model
 from normlab.recipes import RECIPES
 
-
-def step_time(model, x, y, steps: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    best = float("inf")
-    for i in range(steps + 2):
-        t = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 2:  # warm-up steps excluded
-            best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -47,8 +32,8 @@ def main() -> None:
         x = torch.randn(bs, *spec.input_shape)
         y = torch.randint(0, 10 if name != "resnet_spec" else 2, (bs,))
         model = build_model(name)
-        nchw = step_time(model, x, y, args.steps)
-        cl = step_time(model.to(memory_format=torch.channels_last),
+        nchw = best_step_seconds(model, x, y, args.steps)
+        cl = best_step_seconds(model.to(memory_format=torch.channels_last),
                        x.contiguous(memory_format=torch.channels_last), y, args.steps)
         print(f"{name:<16}{bs:>6}{nchw * 1e3:>10.1f}{cl * 1e3:>10.1f}{nchw / cl:>12.2f}x")
 

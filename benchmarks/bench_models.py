@@ -11,12 +11,10 @@ size, in the memory format fit() chooses (channels_last for conv nets unless the
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
 
-from common import conv_peak_gflops, hardware_line, train_step_flops
+from common import best_step_seconds, conv_peak_gflops, hardware_line, train_step_flops
 from normlab.devices import tune_cpu_allocator
 from normlab.models import MODELS, build_model
 from normlab.recipes import RECIPES
@@ -29,19 +27,6 @@ def steps_per_run(recipe) -> int:
     epochs = sum(e for _, e, _ in recipe.calls) if recipe.calls else recipe.epochs
     return epochs * -(-TRAIN_IMAGES[recipe.dataset] // recipe.batch_size)
 
-
-def best_step_seconds(model, x, y, steps: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    best = float("inf")
-    for i in range(steps + 2):
-        t = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 2:  # warm-up steps excluded
-            best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
