@@ -28,7 +28,6 @@ def steps_per_run(recipe) -> int:
     return epochs * -(-TRAIN_IMAGES[recipe.dataset] // recipe.batch_size)
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)

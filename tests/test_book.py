@@ -63,3 +63,9 @@ def test_setup_turns_recording_on_for_a_chapter_and_off_without_one(tmp_path, ca
             book.setup(0, "cpu", chapter="07_normalization_zoo", results_dir=tmp_path, reuse="yes")
     finally:
         records.stop()
+
+
+def test_percent_and_points_are_written_as_the_book_writes_them():
+    from normlab.book import fmt_pct, fmt_points
+    assert fmt_pct(0.72689) == "72.69 %" and fmt_pct(0.5, 1) == "50.0 %" and fmt_pct(None) == "n/a"
+    assert fmt_points(-0.0051) == "0.51 points" == fmt_points(0.0051) and fmt_points(0.0123, 1) == "1.2 points"

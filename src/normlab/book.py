@@ -55,6 +55,12 @@ def fmt_pct(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
 
+def fmt_points(d: float | None, digits: int = 2) -> str:
+    """The size of a difference of two accuracies in percentage points: 0.0051 -> '0.51 points'
+    (the prose says which way; glue that word too)."""
+    return "n/a" if d is None else f"{100 * abs(d):.{digits}f} points"
+
+
 def fmt_reported(rows: list[Reported]) -> str:
     """'47.24 % (blog); 46.92 % (original notebook)' from reported rows."""
     parts = []
