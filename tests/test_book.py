@@ -69,3 +69,6 @@ def test_percent_and_points_are_written_as_the_book_writes_them():
     from normlab.book import fmt_pct, fmt_points
     assert fmt_pct(0.72689) == "72.69 %" and fmt_pct(0.5, 1) == "50.0 %" and fmt_pct(None) == "n/a"
     assert fmt_points(-0.0051) == "0.51 points" == fmt_points(0.0051) and fmt_points(0.0123, 1) == "1.2 points"
+    from normlab.book import fmt_vs
+    assert fmt_vs(0.0074) == "0.74 points above" and fmt_vs(-0.0128) == "1.28 points below"
+    assert fmt_vs(0.00004) == "equal to" and fmt_vs(0.004, 1) == "0.4 points above"

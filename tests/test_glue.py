@@ -28,7 +28,7 @@ def test_same_output_as_myst_nb(monkeypatch, value, fmt, shown):
     import myst_nb.ext.glue as myst_module
     ours, theirs = _capture(monkeypatch, glue_module), _capture(monkeypatch, myst_module)
     text = glue_module.glue("ch00_x", value, fmt)
-    myst_glue("ch00_x", text if fmt else value, display=False)
+    myst_glue("ch00_x", str(text) if fmt else value, display=False)
     assert ours == theirs
     data = ours[0][0]
     assert format_plain_text(next(iter(data.values())), "") == shown == text
@@ -40,3 +40,18 @@ def test_bad_name_and_format():
         glue_module.glue("has space", 1)
     with pytest.raises(ValueError, match="cannot format 'a' with '.1f'"):
         glue_module.glue("ch00_y", "a", ".1f")
+
+
+def test_a_cell_ending_in_glue_shows_nothing_in_a_kernel():
+    """glue returns its text (to print or join), but as a cell's last expression it adds no output
+    beside the stored record, as myst-nb's glue(..., display=False)."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'from normlab.glue import glue\nprint("printed", glue("a", 0.5, ".0%"))\nglue("b", 1.25, ".1f")')])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["printed 50%\n"]
+    assert [o.metadata["scrapbook"]["name"] for o in outputs if o.output_type == "display_data"] == ["a", "b"]
+    assert not [o for o in outputs if o.output_type == "execute_result"], "the returned text was shown"

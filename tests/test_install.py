@@ -44,6 +44,10 @@ def test_install_cell_and_colab_metadata(nb):
     assert "torch" not in src.replace("the torch already installed", ""), "never reinstall torch"
     printed = "".join("".join(o.get("text", "")) for o in first["outputs"])
     assert re.search(r"^device: .+\nprecision: .+$", printed, re.M), f"{nb.name}: the install cell's output"
+    if list((REPO / "book" / "results" / "runs" / nb.stem).glob("*.json")):
+        assert "Full budget: about" in printed, \
+            f"{nb.name}: its run records are committed, but the install cell printed no estimate from them " \
+            f"(python tools/notebooks.py estimate {nb.stem[:2]})"
     meta = json.loads(nb.read_text())["metadata"]
     assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4", \
         f"{nb.name}: the notebook must ask Colab for a GPU runtime"

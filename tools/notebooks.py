@@ -12,6 +12,8 @@ Each chapter has one source, its MyST markdown text `chapters/NN_name.md`, paire
   python tools/notebooks.py smoke [CHAPTER ...] [--out DIR] [--reuse]   sync, then SMOKE=True into DIR (default: a
                                                      temp dir); --reuse runs it again from the smoke run's records
   python tools/notebooks.py goldens [CHAPTER ...]    sync, then SMOKE=True into tests/goldens/ (nbval compares them)
+  python tools/notebooks.py estimate [CHAPTER ...]   run the install cell again (its estimate reads the run records
+                                                     that `render` writes; render does this itself)
   python tools/notebooks.py check                    pairs in sync, goldens current, notebooks clean (no widget
                                                      text, errors)
   python tools/notebooks.py colab                    every chapter's install cell (from _config.yml, the version
@@ -303,7 +305,35 @@ def cmd_render(args) -> None:
                   + (f": over {REUSE_SECONDS} s, see which cells take long" if secs > REUSE_SECONDS else ""))
             continue
         print(f"rendered {ch.name} in {secs:.0f} s")
+        refresh_estimate(ch)
         report_stale_records(ch)
+
+
+def run_install_cell(source: str) -> list[dict]:
+    """The outputs of the install cell run here (normlab is installed, so it only reports device,
+    precision and, where the chapter trains, the estimate from the committed run records)."""
+    printed = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True, text=True,
+                             check=True).stdout
+    return [{"name": "stdout", "output_type": "stream", "text": printed.splitlines(keepends=True)}]
+
+
+def refresh_estimate(ch: Path) -> None:
+    """The install cell prints the estimate from the chapter's run records, which a render has just
+    written: run that cell again, alone, so the page shows the records it is committed with."""
+    nb = json.loads(ch.read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    if "records.estimate(" not in "".join(cell["source"]):
+        return
+    cell["outputs"] = run_install_cell("".join(cell["source"]))
+    tmp = ch.with_suffix(".ipynb.tmp")
+    write_notebook(tmp, nb)
+    tmp.replace(ch)  # atomic: a failure leaves the rendered notebook as it was
+    print(f"  {ch.name}, install cell run again: {cell['outputs'][0]['text'][-1].strip()}")
+
+
+def cmd_estimate(args) -> None:
+    for ch in _synced(args.chapters):
+        refresh_estimate(ch)
 
 
 def report_stale_records(ch: Path) -> None:
@@ -366,12 +396,11 @@ def cmd_colab(args) -> None:
     so it only reports device, precision and, where the chapter trains, its recorded time)."""
     import jupytext
 
-    printed: dict[str, str] = {}
+    printed: dict[str, list[dict]] = {}
     for ch in _synced(None):
         source = install_cell(ch.stem if trains(ch) else None)
         if source not in printed:
-            printed[source] = subprocess.run([sys.executable, "-c", source], cwd=BOOK, env=_env(), capture_output=True,
-                                             text=True, check=True).stdout
+            printed[source] = run_install_cell(source)
         md = text_source(ch)
         text = read_text(md)
         first = next(c for c in text.cells if c.cell_type == "code")
@@ -382,8 +411,7 @@ def cmd_colab(args) -> None:
         cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
         if "".join(cell["source"]) != source:
             cell["source"] = source.splitlines(keepends=True)
-            cell["outputs"] = [{"name": "stdout", "output_type": "stream",
-                                "text": printed[source].splitlines(keepends=True)}]
+            cell["outputs"] = printed[source]
         nb["metadata"].update(COLAB_METADATA)
         write_notebook(ch, nb)
         print(f"{shown(ch)}: install cell and Colab metadata")
@@ -453,12 +481,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, fn in (("sync", cmd_sync), ("render", cmd_render), ("smoke", cmd_smoke), ("goldens", cmd_goldens),
-                     ("check", cmd_check), ("colab", cmd_colab)):
+                     ("check", cmd_check), ("colab", cmd_colab), ("estimate", cmd_estimate)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
         if name not in ("check", "colab"):
             s.add_argument("chapters", nargs="*")
-        if name not in ("check", "colab", "sync"):
+        if name not in ("check", "colab", "sync", "estimate"):
             s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
         if name == "sync":
             s.add_argument("--force", action="store_true",

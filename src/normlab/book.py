@@ -61,6 +61,12 @@ def fmt_points(d: float | None, digits: int = 2) -> str:
     return "n/a" if d is None else f"{100 * abs(d):.{digits}f} points"
 
 
+def fmt_vs(d: float, digits: int = 2) -> str:
+    """A difference of two accuracies with its direction, for '... {vs} the source's 68.14 %':
+    0.0074 -> '0.74 points above', -0.0128 -> '1.28 points below', equal at the shown digits -> 'equal to'."""
+    return "equal to" if round(100 * d, digits) == 0 else f"{fmt_points(d, digits)} {'above' if d > 0 else 'below'}"
+
+
 def fmt_reported(rows: list[Reported]) -> str:
     """'47.24 % (blog); 46.92 % (original notebook)' from reported rows."""
     parts = []

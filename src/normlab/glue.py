@@ -14,10 +14,18 @@ from typing import Any
 
 from IPython.display import display
 
-__all__ = ["glue", "GLUE_PREFIX", "glued"]
+__all__ = ["glue", "GLUE_PREFIX", "glued", "GluedText"]
 
 GLUE_PREFIX = "application/papermill.record/"  # myst-nb's GLUE_PREFIX
 _GLUED: dict[str, str] = {}  # name -> text, for this kernel: tests and the notebook itself
+
+
+class GluedText(str):
+    """The text glue returns: a plain str to print or join, but a cell that ends in glue(...) shows
+    nothing, as myst-nb's glue(..., display=False) shows nothing (the prose shows the value)."""
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 def glue(name: str, value: Any, fmt: str | None = None) -> str:
@@ -37,7 +45,7 @@ def glue(name: str, value: Any, fmt: str | None = None) -> str:
     display({GLUE_PREFIX + "text/plain": stored}, raw=True,
             metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
     _GLUED[name] = text
-    return text
+    return GluedText(text)
 
 
 def glued() -> dict[str, str]:
