@@ -35,14 +35,6 @@ NUMBER_WITH_UNIT = re.compile(r"(?<![\w.×])[-+−]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:
 # (chapter number, the exact text) -> why it may stay typed. Keep this short.
 ALLOWED: dict[tuple[str, str], str] = {}
 
-# Chapters whose glued text source waits for its full-budget render; until then the committed chapter
-# is the previous version, written before glue (its typed numbers are those of its own committed run).
-# Remove the entry with that render: the test then has to pass (strict xfail).
-PENDING_RENDER: dict[str, str] = {
-    "07_normalization_zoo": "the glued chapter 7 (tools/CHAPTERS.md, 'Chapter 7's glued version') needs "
-                            "its full render, about 80 min on the 2-core machine, not done yet",
-}
-
 
 def glue_refs(text: str) -> set[str]:
     return set(GLUE_ROLE.findall(text)) | set(GLUE_DIRECTIVE.findall(text))
@@ -130,8 +122,7 @@ def test_every_glue_reference_is_glued_by_the_committed_full_run(nb):
                          f"render the chapter (python tools/notebooks.py render {nb.stem[:2]})")
 
 
-@pytest.mark.parametrize("nb", [pytest.param(nb, marks=pytest.mark.xfail(reason=PENDING_RENDER[nb.stem], strict=True))
-                                if nb.stem in PENDING_RENDER else nb for nb in CHAPTERS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
 def test_no_typed_numbers_in_the_prose(nb):
     bad = unglued_numbers(notebooks.text_source(nb).read_text(), nb.stem[:2])
     assert not bad, (f"{nb.stem}: numbers typed into the prose: {bad}. Glue them from the cell that computes "
