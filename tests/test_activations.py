@@ -173,5 +173,16 @@ def test_state_round_trips_through_strict_json(tiny):
     assert again.summary() == stats.summary()
     assert all(torch.equal(again.hist(n), stats.hist(n)) for n in stats.names)
     assert all(math.isnan(v) for v in again.series("grad_norm")["1"])  # ReLU: no parameters
+    rec = stored["records"]["0"]  # histograms kept as whole counts of the values they counted
+    assert all(isinstance(c, int) for row in rec["counts"] for c in row)
+    assert [sum(row) for row in rec["counts"]] == rec["numel"]
+    # a record written before the counts kept the fractions: it still loads, to the same histograms
+    older = json.loads(json.dumps(stored))
+    for name, r in older["records"].items():
+        r["hist"] = [[float(str(v)) for v in h] for h in stats.hist(name).T.numpy()]
+        del r["counts"], r["numel"]
+    old = ActivationStats(named_layers(small_net(), nn.Conv2d, nn.ReLU), every=2, bins=8)
+    old.load_state(older)
+    assert all(torch.equal(old.hist(n), stats.hist(n)) for n in stats.names)
     with pytest.raises(ValueError, match="recorded ActivationStats was made with"):
         ActivationStats(named_layers(small_net(), nn.Conv2d, nn.ReLU), every=3, bins=8).load_state(stored)

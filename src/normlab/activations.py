@@ -99,7 +99,7 @@ class ActivationStats:
         self.fn, self.grads = fn, grads
         self.steps: list[int] = []
         self.fit_starts: list[int] = []
-        self.records = {name: {k: [] for k in (*KEYS, "hist")} for name in self.layers}
+        self.records = {name: {k: [] for k in (*KEYS, "counts", "numel")} for name in self.layers}
         self._handles: list = []
         self._step = 0          # training steps seen, over all fit calls
         self._armed = False     # record the next training forward pass?
@@ -144,9 +144,10 @@ class ActivationStats:
         a = a.float().flatten()
         mags = a.abs()
         lo, hi = self.hist_range
-        hist = torch.histc(mags.clamp(lo, hi), self.bins, lo, hi) / max(a.numel(), 1)
+        counts = torch.histc(mags.clamp(lo, hi), self.bins, lo, hi)  # whole numbers, kept as such
         return {"mean": a.mean().item(), "std": a.std().item() if a.numel() > 1 else 0.0,
-                "dead": (mags < self.dead_below).float().mean().item(), "hist": hist.cpu()}
+                "dead": (mags < self.dead_below).float().mean().item(), "counts": counts.cpu(),
+                "numel": max(a.numel(), 1)}
 
     def end_step(self, model: nn.Module | None = None) -> None:
         """Close one training step: store what the hooks saw (if this step was due), advance the
@@ -157,7 +158,8 @@ class ActivationStats:
                 nan = float("nan")
                 for k in ("mean", "std", "dead"):
                     rec[k].append(seen[k] if seen else nan)
-                rec["hist"].append(seen["hist"] if seen else torch.full((self.bins,), nan))
+                rec["counts"].append(seen["counts"] if seen else torch.full((self.bins,), nan))
+                rec["numel"].append(seen["numel"] if seen else 1)
                 g, w = _norms(m) if self.grads else (nan, nan)
                 rec["grad_norm"].append(g)
                 rec["param_norm"].append(w)
@@ -180,12 +182,14 @@ class ActivationStats:
     # ------------------------------------------------------------------ run records
     def state(self) -> dict:
         """What was recorded, JSON-ready: a run record keeps it (normlab.records) and REUSE loads it.
-        Histograms are stored as float32's shortest decimals, which come back exactly and keep
-        records small."""
+        Histograms are stored as whole counts with the number of values they counted (a third of
+        the size of their fractions as decimals); ``hist`` divides them as it did when recording."""
+        def whole(counts):  # NaN (a step the hook did not see) stays NaN: null in the record
+            return [v if math.isnan(v) else int(v) for v in counts.tolist()]
         return {"layers": self.names, "every": self.every, "bins": self.bins, "hist_range": list(self.hist_range),
                 "steps": list(self.steps), "fit_starts": list(self.fit_starts), "step": self._step,
-                "records": {n: {**{k: list(r[k]) for k in KEYS},
-                                "hist": [[float(str(v)) for v in h.numpy()] for h in r["hist"]]}
+                "records": {n: {**{k: list(r[k]) for k in KEYS}, "counts": [whole(c) for c in r["counts"]],
+                                "numel": list(r["numel"])}
                             for n, r in self.records.items()}}
 
     def load_state(self, state: dict) -> None:
@@ -198,8 +202,12 @@ class ActivationStats:
         def numbers(xs):
             return [math.nan if v is None else v for v in xs]
         self.steps, self.fit_starts, self._step = list(state["steps"]), list(state["fit_starts"]), state["step"]
+        def tensors(rows):
+            return [torch.tensor(numbers(h), dtype=torch.float32) for h in rows]
+        # records written before 2026-11-29 kept the fractions ("hist"): a fraction over 1 value is itself
         self.records = {n: {**{k: numbers(r[k]) for k in KEYS},
-                            "hist": [torch.tensor(numbers(h), dtype=torch.float32) for h in r["hist"]]}
+                            **({"counts": tensors(r["counts"]), "numel": list(r["numel"])} if "counts" in r else
+                               {"counts": tensors(r["hist"]), "numel": [1] * len(r["hist"])})}
                         for n, r in state["records"].items()}
 
     # ------------------------------------------------------------------ results
@@ -218,7 +226,8 @@ class ActivationStats:
 
     def hist(self, name: str) -> torch.Tensor:
         """(bins, records): the fraction of |activation| per bin (row 0 = the bin at hist_range[0])."""
-        h = self.records[name]["hist"]
+        rec = self.records[name]
+        h = [c / n for c, n in zip(rec["counts"], rec["numel"])]  # the division recording made
         return torch.stack(h, 1) if h else torch.zeros(self.bins, 0)
 
     def summary(self, last: int = 10, digits: int = 3, keys: Sequence[str] = KEYS) -> str:
