@@ -2,10 +2,15 @@
 
 For one chapter model at its seed's batch size, in one run:
   - model-only: the same number of training steps on one synthetic in-memory batch (same model,
-    memory format and batch size) plus the same test forward passes: the ceiling for any loop;
-  - fit(): one epoch of CIFAR-10 with the seed's augmentation plus the test pass, through
-    normlab.data (uint8 tensors, batched augmentation) and normlab.runs.run (the fit() loop);
-  - seed-style: torchvision transforms over PIL images + DataLoader, the same model and steps.
+    optimizer, memory format and batch size) plus the same evaluation forward passes: the ceiling
+    for any loop;
+  - fit(): one epoch plus the evaluation passes through normlab.data (uint8 tensors, batched
+    augmentation) and normlab.runs.run (the fit() loop);
+  - seed-style (CIFAR-10 only): torchvision transforms over PIL images + DataLoader, the same model
+    and steps.
+The data: `--data fastai` (default) is CIFAR-10 with the fast.ai lesson's augmentation whatever the
+model; `--data recipe` is the model's own recipe (dataset, augmentation, batch size, learning rate),
+e.g. the tairtahar LeNets on their MNIST split.
 Prints times and the ratios (throughput of fit / model-only; seed-style / fit).
 """
 from __future__ import annotations
@@ -16,18 +21,24 @@ import torch
 import torch.nn.functional as F
 
 from common import hardware_line, timed
-from normlab import augment, data, models, runs
+from normlab import augment, data, models, recipes, runs, train
 from normlab.devices import tune_cpu_allocator
 from normlab.baseline import seed_style_loader
 
 
-def model_only(model, n_train: int, n_test: int, bs: int, channels_last: bool, lr: float):
-    x = torch.randn(bs, 3, 32, 32)
-    y = torch.randint(0, 10, (bs,))
-    if channels_last:
+def model_only(model, dl: data.Loaders, recipe: recipes.Recipe, lr: float):
+    """The steps of one epoch and the evaluation passes of `dl`, on one synthetic batch."""
+    x0, _ = next(iter(dl.train))
+    bs = dl.train.batch_size
+    x, y = torch.randn(x0.shape), torch.randint(0, len(dl.classes), (bs,))
+    # the memory format fit() picks: channels_last for conv nets unless the model opts out
+    if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and getattr(model, "prefers_channels_last", True):
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = train.make_optimizer(model.parameters(), recipe.opt, lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, eps=recipe.eps)
+    n_train = len(dl.train.data)
+    n_eval = len(dl.test.data) + (len(dl.val.data) if dl.val is not None else 0)
     model.train()
     for i in range(-(-n_train // bs)):
         xb, yb = (x, y) if (i + 1) * bs <= n_train else (x[: n_train - i * bs], y[: n_train - i * bs])
@@ -37,8 +48,8 @@ def model_only(model, n_train: int, n_test: int, bs: int, channels_last: bool, l
         opt.step()
     model.eval()
     with torch.no_grad():
-        for i in range(-(-n_test // bs)):
-            model(x)
+        for i in range(-(-n_eval // dl.test.batch_size)):
+            model(x[: dl.test.batch_size])
 
 
 def seed_style(model, data_dir, bs: int, lr: float, workers: int):
@@ -60,8 +71,10 @@ def seed_style(model, data_dir, bs: int, lr: float, workers: int):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="convnet")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--data", choices=("fastai", "recipe"), default="fastai",
+                   help="fastai: CIFAR-10 with the fast.ai lesson's augmentation; recipe: the model's own recipe")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 256 (fastai), the recipe's (recipe)")
+    p.add_argument("--lr", type=float, default=None, help="default: 0.1 (fastai), the recipe's (recipe)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the seed-style loop")
     p.add_argument("--data-dir", default=None)
@@ -70,30 +83,44 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()  # the same allocator settings fit() uses, for every loop
     print(hardware_line())
-    dl = data.loaders("cifar10", args.batch_size, data_dir=args.data_dir, augment=augment.seed_augment("fastai"))
-    n_train, n_test = len(dl.train.data), len(dl.test.data)
-    rows = {"model-only": [], "fit": [], "seed-style": []}
+    recipe = recipes.get_recipe(args.model)
+    if args.data == "recipe":
+        dl = recipes.make_loaders(recipe, data_dir=args.data_dir, device="cpu", batch_size=args.batch_size)
+        lr = recipe.lr if args.lr is None else args.lr
+    else:
+        dl = data.loaders("cifar10", args.batch_size or 256, data_dir=args.data_dir,
+                          augment=augment.seed_augment("fastai"))
+        lr = 0.1 if args.lr is None else args.lr
+    bs, seed_style_too = dl.train.batch_size, dl.name == "cifar10"
+    n_train = len(dl.train.data)
+    n_eval = len(dl.test.data) + (len(dl.val.data) if dl.val is not None else 0)
+    rows = {"model-only": [], "fit": []} | ({"seed-style": []} if seed_style_too else {})
     for r in range(args.repeats):  # interleaved, best of repeats: the machine may be shared
         torch.manual_seed(r)
-        t, _ = timed(model_only, models.build_model(args.model), n_train, n_test, args.batch_size, True, args.lr)
+        t, _ = timed(model_only, models.build_model(args.model), dl, recipe, lr)
         rows["model-only"].append(t)
         torch.manual_seed(r)
-        t, h = timed(lambda: runs.run(args.model, data=dl, lr=args.lr, epochs=1, calls="main", seed=r,
+        t, h = timed(lambda: runs.run(args.model, data=dl, lr=lr, epochs=1, calls="main", seed=r,
                                       progress=False).history)
         rows["fit"].append(t)
         fit_acc = h.last["test_acc"]
-        torch.manual_seed(r)
-        t, seed_acc = timed(seed_style, models.build_model(args.model), args.data_dir, args.batch_size, args.lr, args.workers)
-        rows["seed-style"].append(t)
+        if seed_style_too:
+            torch.manual_seed(r)
+            t, seed_acc = timed(seed_style, models.build_model(args.model), args.data_dir, bs, lr, args.workers)
+            rows["seed-style"].append(t)
     best = {k: min(v) for k, v in rows.items()}
-    print(f"\n{args.model}, batch {args.batch_size}, one CIFAR-10 epoch ({n_train:,} images, fastai augmentation) "
-          f"+ test pass ({n_test:,}); best of {args.repeats}")
+    print(f"\n{args.model}, batch {bs}, one {dl.name} epoch ({n_train:,} images, {args.data} data) "
+          f"+ evaluation passes ({n_eval:,}); best of {args.repeats}")
     print(f"{'loop':<12}{'time (s)':>10}{'img/s':>10}")
     for k, v in best.items():
         print(f"{k:<12}{v:>10.2f}{n_train / v:>10.0f}")
     print(f"\nfit() throughput / model-only: {best['model-only'] / best['fit']:.2f}x  (goal >= 0.9x)")
-    print(f"fit() speed-up over the seed-style DataLoader loop: {best['seed-style'] / best['fit']:.2f}x")
-    print(f"test accuracy after the epoch: fit {fit_acc:.4f}, seed-style {seed_acc:.4f} (one epoch, different random streams)")
+    if seed_style_too:
+        print(f"fit() speed-up over the seed-style DataLoader loop: {best['seed-style'] / best['fit']:.2f}x")
+        print(f"test accuracy after the epoch: fit {fit_acc:.4f}, seed-style {seed_acc:.4f} "
+              "(one epoch, different random streams)")
+    else:
+        print(f"test accuracy after the epoch: fit {fit_acc:.4f}")
 
 
 if __name__ == "__main__":
