@@ -154,8 +154,9 @@ def test_a_measure_of_the_trained_model_is_kept_instead_of_the_model(data_dir, t
     plain = recipes.make_loaders(recipes.get_recipe("simplenet").replace(augment=None), data_dir=data_dir,
                                  device="cpu", subset=10, test_subset=10)
 
-    def measure():
-        return records.Measure(lambda model: (train.evaluate(model, plain.train)["acc"], float("nan")))
+    def measure():  # a tuple, a NaN and a dict keyed by ints (evaluation batch size -> accuracy)
+        return records.Measure(lambda model: (train.evaluate(model, plain.train)["acc"], float("nan"),
+                                              {"by size": train.accuracy_by_batch_size(model, plain.test, [2, 5])}))
 
     with records.recording(CHAPTER, tmp_path):
         m = measure()
@@ -164,7 +165,21 @@ def test_a_measure_of_the_trained_model_is_kept_instead_of_the_model(data_dir, t
     with records.recording(CHAPTER, tmp_path, reuse=True):
         back = measure()
         runs.run("simplenet", calls="main", epochs=1, data_dir=data_dir, callbacks=[back], **TINY)
-    assert back.value == [m.value[0], None], "a tuple comes back as a list, a NaN as None"
+    assert back.value == [m.value[0], None, m.value[2]], "a tuple comes back as a list, a NaN as None"
+    assert list(back.value[2]["by size"]) == [2, 5], "int keys come back as ints, in their order"
+
+
+def test_a_measure_keeps_int_keys_through_strict_json():
+    import json
+    from normlab.files import to_strict_json
+    value = {"modes": {"batch": {1: 0.1, 64: 0.98}, "running": {2: [0.5, {3: 4}]}}, "pair": (1, 2), "empty": {}}
+    m = records.Measure(None)
+    m.value = value
+    back = records.Measure(None)
+    back.load_state(json.loads(to_strict_json(m.state())))
+    assert back.value == {"modes": {"batch": {1: 0.1, 64: 0.98}, "running": {2: [0.5, {3: 4}]}}, "pair": [1, 2],
+                          "empty": {}}
+    assert list(back.value["modes"]["batch"]) == [1, 64]
 
 
 def test_a_reused_run_without_weights_says_so_when_its_model_is_used(data_dir, tmp_path):

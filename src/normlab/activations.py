@@ -201,10 +201,11 @@ class ActivationStats:
 
         def numbers(xs):
             return [math.nan if v is None else v for v in xs]
-        self.steps, self.fit_starts, self._step = list(state["steps"]), list(state["fit_starts"]), state["step"]
+
         def tensors(rows):
             return [torch.tensor(numbers(h), dtype=torch.float32) for h in rows]
-        # records written before 2026-11-29 kept the fractions ("hist"): a fraction over 1 value is itself
+        self.steps, self.fit_starts, self._step = list(state["steps"]), list(state["fit_starts"]), state["step"]
+        # records written before 2026-11-29 kept the fractions ("hist"): as counts of 1 value, hist() gives them back
         self.records = {n: {**{k: numbers(r[k]) for k in KEYS},
                             **({"counts": tensors(r["counts"]), "numel": list(r["numel"])} if "counts" in r else
                                {"counts": tensors(r["hist"]), "numel": [1] * len(r["hist"])})}

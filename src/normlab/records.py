@@ -326,8 +326,9 @@ def _callback_state(cb) -> dict | None:
 class Measure:
     """What a chapter measures on a trained model, kept instead of the model: ``fn(model)`` runs once,
     when the run has finished training (``runs.run`` calls ``after_run``), and its result, ``value``
-    (JSON-ready: numbers, strings, lists, dicts; tuples come back as lists, non-finite numbers as None),
-    is kept in the run's record and comes back on reuse::
+    (JSON-ready: numbers, strings, lists, dicts; tuples come back as lists, non-finite numbers as None,
+    dicts keyed by ints, such as ``train.accuracy_by_batch_size``'s, with their int keys), is kept in
+    the run's record and comes back on reuse::
 
         final = records.Measure(lambda model: train.evaluate(model, plain.train)["acc"])
         run = runs.run("simplenet", data=dl, callbacks=[final]); final.value
@@ -340,10 +341,33 @@ class Measure:
         self.value = self.fn(model)
 
     def state(self) -> dict:
-        return {"value": self.value}
+        return {"value": _keys_kept(self.value)}
 
     def load_state(self, state: dict) -> None:
-        self.value = state["value"]
+        self.value = _keys_restored(state["value"])
+
+
+_INT_KEYS = "int keys"  # JSON keys are strings: a dict keyed by ints is kept as {"int keys": [[key, value], ...]}
+
+
+def _keys_kept(value):
+    if isinstance(value, dict):
+        if value and all(isinstance(k, int) and not isinstance(k, bool) for k in value):
+            return {_INT_KEYS: [[k, _keys_kept(v)] for k, v in value.items()]}
+        return {k: _keys_kept(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_keys_kept(v) for v in value]
+    return value
+
+
+def _keys_restored(value):
+    if isinstance(value, dict):
+        if list(value) == [_INT_KEYS]:
+            return {k: _keys_restored(v) for k, v in value[_INT_KEYS]}
+        return {k: _keys_restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keys_restored(v) for v in value]
+    return value
 
 
 # ----------------------------------------------------------------------------- random state
