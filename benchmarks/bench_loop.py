@@ -31,8 +31,7 @@ def model_only(model, dl: data.Loaders, recipe: recipes.Recipe, lr: float):
     x0, _ = next(iter(dl.train))
     bs = dl.train.batch_size
     x, y = torch.randn(x0.shape), torch.randint(0, len(dl.classes), (bs,))
-    # the memory format fit() picks: channels_last for conv nets unless the model opts out
-    if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and getattr(model, "prefers_channels_last", True):
+    if train.picks_channels_last(model, "cpu"):  # the memory format fit() picks
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = train.make_optimizer(model.parameters(), recipe.opt, lr, momentum=recipe.momentum,

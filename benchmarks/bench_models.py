@@ -18,6 +18,7 @@ from common import best_step_seconds, conv_peak_gflops, hardware_line, train_ste
 from normlab.devices import tune_cpu_allocator
 from normlab.models import MODELS, build_model
 from normlab.recipes import RECIPES
+from normlab.train import picks_channels_last
 
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar2": 10_000, "mnist": 60_000, "mnist_tairtahar": 51_000}
 
@@ -48,7 +49,7 @@ def main() -> None:
         model = build_model(name)
         x = torch.randn(bs, *spec.input_shape)
         y = torch.randint(0, 2 if recipe.dataset == "cifar2" else 10, (bs,))
-        if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and getattr(model, "prefers_channels_last", True):
+        if picks_channels_last(model, "cpu"):  # the memory format fit() picks
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         flops = train_step_flops(model, x, y)
         sec = best_step_seconds(model, x, y, args.steps)

@@ -29,7 +29,7 @@ from .precision import Precision, choose_precision
 from .schedules import Schedule, make_schedule
 
 __all__ = ["fit", "evaluate", "predict", "accuracy_by_batch_size", "make_optimizer", "seed_everything",
-           "state_hash", "autocast_for", "CancelFit", "Diverged", "OPTIMIZERS"]
+           "state_hash", "autocast_for", "picks_channels_last", "CancelFit", "Diverged", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -80,8 +80,12 @@ def autocast_for(device: torch.device, amp: bool | str | Precision) -> tuple[con
     return precision.autocast(), precision.needs_scaler
 
 
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+def picks_channels_last(model: nn.Module, device) -> bool:
+    """What ``fit(channels_last="auto")`` picks: NHWC on CUDA, and on the CPU for conv nets (oneDNN is
+    faster in NHWC), unless the model opts out (``prefers_channels_last = False``, where NHWC measured
+    slower: benchmarks/bench_channels_last.py)."""
+    return (torch.device(device).type in ("cuda", "cpu") and any(isinstance(m, nn.Conv2d) for m in model.modules())
+            and getattr(model, "prefers_channels_last", True))
 
 
 # ----------------------------------------------------------------------------- evaluation (evaluate: normlab.learner)
@@ -150,10 +154,7 @@ def fit(model: nn.Module, data: Loaders, epochs: int, lr: float = 0.01, *,
     if seed is not None:
         seed_everything(seed)
         data.train.generator.manual_seed(seed)
-    if channels_last == "auto":  # a model may opt out where NHWC measured slower (bench_channels_last.py)
-        cl = device.type in ("cuda", "cpu") and _has_conv(model) and getattr(model, "prefers_channels_last", True)
-    else:
-        cl = bool(channels_last)
+    cl = picks_channels_last(model, device) if channels_last == "auto" else bool(channels_last)
     if cl:
         model.to(memory_format=torch.channels_last)
     for b in (data.train, data.test) + ((data.val,) if data.val is not None else ()):
