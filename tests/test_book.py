@@ -72,3 +72,13 @@ def test_percent_and_points_are_written_as_the_book_writes_them():
     from normlab.book import fmt_vs
     assert fmt_vs(0.0074) == "0.74 points above" and fmt_vs(-0.0128) == "1.28 points below"
     assert fmt_vs(0.00004) == "equal to" and fmt_vs(0.004, 1) == "0.4 points above"
+
+
+def test_close_compares_the_largest_difference_with_the_references_largest_value():
+    import torch
+    from normlab import book
+    ref = torch.tensor([100.0, -1.0, 0.0])
+    assert book.close(ref + torch.tensor([0.0, 0.0009, 0.0]), ref, tol=1e-5)  # 0.0009 <= 1e-5 * 100
+    assert not book.close(ref + torch.tensor([0.0, 0.0011, 0.0]), ref, tol=1e-5)
+    assert not book.close(ref, torch.zeros(3)), "against an all-zero reference only equality is close"
+    assert book.close(torch.zeros(3), torch.zeros(3))

@@ -51,6 +51,12 @@ class Timer:
         return False
 
 
+def close(p: torch.Tensor, q: torch.Tensor, tol: float = 1e-5) -> bool:
+    """Whether `p` equals the reference `q` up to float rounding: the largest difference is at most
+    `tol` times q's largest magnitude (how chapters check a layer they wrote against the library's)."""
+    return (p - q).abs().max().item() <= tol * q.abs().max().item()
+
+
 def fmt_pct(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
