@@ -26,18 +26,23 @@ from normlab.devices import tune_cpu_allocator
 from normlab.baseline import seed_style_loader
 
 
+def eval_images(dl: data.Loaders) -> int:
+    """The images fit() evaluates after an epoch: the test set, and the validation set if any."""
+    return len(dl.test.data) + (len(dl.val.data) if dl.val is not None else 0)
+
+
 def model_only(model, dl: data.Loaders, recipe: recipes.Recipe, lr: float):
-    """The steps of one epoch and the evaluation passes of `dl`, on one synthetic batch."""
+    """The steps of one epoch and the evaluation passes of `dl`, on one synthetic batch of each size."""
     x0, _ = next(iter(dl.train))
-    bs = dl.train.batch_size
+    bs, tbs = dl.train.batch_size, dl.test.batch_size
     x, y = torch.randn(x0.shape), torch.randint(0, len(dl.classes), (bs,))
+    xt = torch.randn(tbs, *x0.shape[1:])
     if train.picks_channels_last(model, "cpu"):  # the memory format fit() picks
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x, xt = (t.contiguous(memory_format=torch.channels_last) for t in (x, xt))
     opt = train.make_optimizer(model.parameters(), recipe.opt, lr, momentum=recipe.momentum,
                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, eps=recipe.eps)
-    n_train = len(dl.train.data)
-    n_eval = len(dl.test.data) + (len(dl.val.data) if dl.val is not None else 0)
+    n_train, n_eval = len(dl.train.data), eval_images(dl)
     model.train()
     for i in range(-(-n_train // bs)):
         xb, yb = (x, y) if (i + 1) * bs <= n_train else (x[: n_train - i * bs], y[: n_train - i * bs])
@@ -47,8 +52,8 @@ def model_only(model, dl: data.Loaders, recipe: recipes.Recipe, lr: float):
         opt.step()
     model.eval()
     with torch.no_grad():
-        for i in range(-(-n_eval // dl.test.batch_size)):
-            model(x[: dl.test.batch_size])
+        for i in range(-(-n_eval // tbs)):
+            model(xt)
 
 
 def seed_style(model, data_dir, bs: int, lr: float, workers: int):
@@ -91,8 +96,7 @@ def main() -> None:
                           augment=augment.seed_augment("fastai"))
         lr = 0.1 if args.lr is None else args.lr
     bs, seed_style_too = dl.train.batch_size, dl.name == "cifar10"
-    n_train = len(dl.train.data)
-    n_eval = len(dl.test.data) + (len(dl.val.data) if dl.val is not None else 0)
+    n_train, n_eval = len(dl.train.data), eval_images(dl)
     rows = {"model-only": [], "fit": []} | ({"seed-style": []} if seed_style_too else {})
     for r in range(args.repeats):  # interleaved, best of repeats: the machine may be shared
         torch.manual_seed(r)
