@@ -217,6 +217,25 @@ def test_bnlayer_gradient_flows_through_stats():
     assert x.grad.abs().max() < 1e-8
 
 
+def test_bnlayer_gradients_match_the_lesson_formula():
+    """The hand-written backward gives autograd's gradients of the lesson's own formula."""
+    torch.manual_seed(15)
+    layer = BnLayer(3, 4).double()
+    with torch.no_grad():
+        layer.a.uniform_(), layer.m.uniform_(0.5, 1.5)
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 4, 4, 4, dtype=torch.float64)
+    (layer(x) * g).sum().backward()
+    ours = [t.grad.clone() for t in (x, layer.m, layer.a, layer.conv.weight)]
+    x.grad = None
+    layer.zero_grad()
+    h = torch.relu(layer.conv(x))
+    mean, std = _manual_stats(h)
+    (((h - mean) / std * layer.m + layer.a) * g).sum().backward()
+    for got, want in zip(ours, (x.grad, layer.m.grad, layer.a.grad, layer.conv.weight.grad)):
+        torch.testing.assert_close(got, want)
+
+
 def test_bnlayer_eval_uses_last_training_batch():
     torch.manual_seed(6)
     layer = BnLayer(3, 4).double()
@@ -283,6 +302,27 @@ def test_tair_training_output():
     torch.testing.assert_close(bn(x), bn.gamma * (x - mean) / torch.sqrt(var + 1e-8) + bn.beta)
 
 
+@pytest.mark.parametrize("make,shape", [(lambda: TairBatchNorm2d(3, 4, 4), (5, 3, 4, 4)),
+                                        (lambda: TairBatchNorm1d(6), (5, 6))])
+@pytest.mark.parametrize("training", [True, False])  # eval: inference="batch", the batch's own stats
+def test_tair_gradients_match_autograd_of_the_formula(make, shape, training):
+    torch.manual_seed(16)
+    bn = make().double().train(training)
+    with torch.no_grad():
+        bn.gamma.uniform_(0.5, 1.5), bn.beta.uniform_()
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(shape, dtype=torch.float64)
+    (bn(x) * g).sum().backward()
+    ours = [t.grad.clone() for t in (x, bn.gamma, bn.beta)]
+    x.grad = None
+    bn.zero_grad()
+    dims = (0, 2, 3) if x.dim() == 4 else (0,)
+    mean, var = x.mean(dims, keepdim=True), x.var(dims, unbiased=False, keepdim=True)
+    ((bn.gamma * (x - mean) / torch.sqrt(var + 1e-8) + bn.beta) * g).sum().backward()
+    for got, want in zip(ours, (x.grad, bn.gamma.grad, bn.beta.grad)):
+        torch.testing.assert_close(got, want)
+
+
 def _train_tair(layer, shape, steps=4):
     layer.train()
     for _ in range(steps):
@@ -314,6 +354,11 @@ def test_tair_running_stats_momentum():
     torch.testing.assert_close(bn.running_mean, 0.3 * x.mean(0))
     torch.testing.assert_close(bn.running_var, 0.7 + 0.3 * x.var(0, unbiased=True))
     assert set(bn.state_dict()) == {"gamma", "beta", "running_mean", "running_var"}
+    bn2 = TairBatchNorm2d(3, 4, 4, momentum=0.3).double()  # per channel over (N, H, W)
+    x2 = torch.randn(5, 3, 4, 4, dtype=torch.float64) * 2 + 1
+    bn2(x2)
+    torch.testing.assert_close(bn2.running_mean, 0.3 * x2.mean((0, 2, 3)))
+    torch.testing.assert_close(bn2.running_var, 0.7 + 0.3 * x2.var((0, 2, 3), unbiased=True))
 
 
 @pytest.mark.parametrize("layer_shape", [("2d", (4, 3, 2, 2)), ("1d", (4, 3))])

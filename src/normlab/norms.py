@@ -67,12 +67,27 @@ def _per_channel(v: Tensor, x: Tensor) -> Tensor:
     return v.view(1, -1, *([1] * (x.dim() - 2)))
 
 
-def _batch_stats(x: Tensor, dims: Tuple[int, ...], correction: int = 0) -> Tuple[Tensor, Tensor]:
-    """(mean, var) over ``dims`` in one pass; correction=0 is the biased variance
-    that BN normalizes with.  Not detached: gradients must flow through the
-    statistics, as in real BN (computing them under no_grad is a classic bug)."""
-    var, mean = torch.var_mean(x, dim=dims, correction=correction)
-    return mean, var
+def _mean_biased_var(x: Tensor, scratch: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """(mean, biased var) per channel over every dim but 1, the way every BN here computes them.
+
+    Plain means, not ``torch.var_mean``: over dims (0, 2, 3) var_mean is tens of times slower
+    than a sum on the CPU (measured), in NCHW and channels_last alike.  Two passes over
+    x - mean, not the one-pass E[x^2] - mean^2: that cancels catastrophically in float32 when
+    |mean| >> std (1e-3 error at mean/std = 100, measured); torch's kernel is two-pass too.
+    The residual mean d = mean(x - mean) is not exactly 0 in float32: adding it back
+    ("corrected two-pass", Chan, Golub & LeVeque 1983) makes mean and var as accurate as
+    torch's, which sums in float64.  ``scratch`` (x's shape and layout) receives x - mean
+    squared, so a caller that has a full-size buffer to spare allocates nothing else.
+    Not differentiable as written: gradients reach x through :class:`_BatchNormTrainFn`.
+    """
+    dims = _reduce_dims(x)
+    mean = x.mean(dims)
+    centered = torch.sub(x, _per_channel(mean, x), out=scratch)
+    d = centered.mean(dims)
+    # clamp: rounding can take a near-constant channel's variance a hair below 0, and with the
+    # lesson's eps = 0 its rsqrt would be NaN
+    var = (centered.square_().mean(dims) - d * d).clamp_min_(0.0)
+    return mean + d, var
 
 
 def _normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
@@ -113,22 +128,10 @@ class _BatchNormTrainFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                 eps: float) -> Tuple[Tensor, Tensor, Tensor]:
-        dims = _reduce_dims(x)
         # empty_like keeps x's memory format (channels_last in, channels_last out, like torch);
         # y doubles as the scratch buffer for the variance, so no other big temporary exists.
         y = torch.empty_like(x)
-        # Plain means, not torch.var_mean: over dims (0, 2, 3) var_mean is tens of times
-        # slower than a sum on the CPU (measured), in NCHW and channels_last alike.
-        mean = x.mean(dims)
-        # Two passes over x - mean, not the one-pass E[x^2] - mean^2: that cancels
-        # catastrophically in float32 when |mean| >> std (1e-3 error at mean/std = 100,
-        # measured); torch's kernel is two-pass too.  The residual mean d = mean(x - mean)
-        # is not exactly 0 in float32: adding it back ("corrected two-pass", Chan, Golub &
-        # LeVeque 1983) makes mean and var as accurate as torch's, which sums in float64.
-        torch.sub(x, _per_channel(mean, x), out=y)
-        d = y.mean(dims)
-        var = y.square_().mean(dims) - d * d
-        mean = mean + d
+        mean, var = _mean_biased_var(x, scratch=y)
         rstd = torch.rsqrt(var + eps)
         # Fold normalize + affine into one per-channel scale and shift, y = x * a + b, so the
         # output is written in one or two passes instead of four ops (torch's CPU kernel
@@ -379,7 +382,11 @@ class BnLayer(nn.Module):
         if self.training:
             # Lesson: x.transpose(0,1).contiguous().view(nf,-1).mean(1) / .std(1);
             # same numbers in one pass. Unbiased (correction=1), no eps, not detached.
-            mean, var = _batch_stats(x, _reduce_dims(x), correction=1)
+            # Left to autograd on purpose. Through _BatchNormTrainFn (tried 2026-11-29) a
+            # ConvBnNet2 step was 1.3x faster, but with no eps 68 of these layers are
+            # ill-conditioned: chapter 4's gradient ratio across them came out 11-26 % above its
+            # float64 value (one batch, and it scaled by 1 ± 2^-22), against 3-4 % this way.
+            var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=1)
             means, stds = mean[:, None, None], var.sqrt()[:, None, None]
             with torch.no_grad():
                 self.means.copy_(means)
@@ -475,26 +482,20 @@ class _TairBatchNorm(nn.Module):
     def _check_input(self, x: Tensor) -> None:  # overridden by subclasses
         raise NotImplementedError
 
-    def _stats(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """(mean, var) of shape (C,) for training / "batch" / "window"; var biased."""
-        dims = _reduce_dims(x)
-        if self.training:
-            mean, var = _batch_stats(x, dims)
-            with torch.no_grad():
-                n = x.numel() // self.num_features
-                unbiased = var * (n / (n - 1)) if n > 1 else var
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(unbiased, self.momentum)
-            return mean, var
-        if self.inference == "running":
-            return self.running_mean, self.running_var
-        mean, var = _batch_stats(x, dims)
-        if self.inference == "batch":
-            return mean, var
+    def _update_running(self, mean: Tensor, var: Tensor, x: Tensor) -> None:
+        with torch.no_grad():
+            n = x.numel() // self.num_features
+            unbiased = var * (n / (n - 1)) if n > 1 else var
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(unbiased, self.momentum)
+
+    def _window_stats_of(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(mean, var) of the "window" mode: the last ``window`` eval batches' statistics."""
         m = x.shape[0]
         if m < 2:
             raise ValueError("inference='window' needs eval batches of size >= 2 (variance factor m/(m-1))")
-        self._window_stats.append((mean.detach(), var.detach()))
+        with torch.no_grad():
+            self._window_stats.append(_mean_biased_var(x))
         while len(self._window_stats) > self.window:
             self._window_stats.popleft()
         # .to(x): stored stats may be on another device/dtype after a .to() call.
@@ -502,12 +503,26 @@ class _TairBatchNorm(nn.Module):
         vars_ = torch.stack([s[1].to(x) for s in self._window_stats])
         return means.mean(0), vars_.mean(0) * (m / (m - 1))
 
+    def _normalized(self, x: Tensor) -> Tensor:
+        """(x - mean) / sqrt(var + eps) with the statistics the mode asks for."""
+        if self.training or self.inference == "batch":
+            # The current batch's statistics, gradient through them included, in
+            # _BatchNormTrainFn's hand-written backward (faster than autograd over var_mean and
+            # the elementwise ops: benchmarks/bench_tair_bn.py).
+            xhat, mean, var = _BatchNormTrainFn.apply(x, None, None, self.eps)
+            if self.training:
+                self._update_running(mean, var, x)
+            return xhat
+        mean, var = ((self.running_mean, self.running_var) if self.inference == "running"
+                     else self._window_stats_of(x))
+        return _normalize(x, _per_channel(mean, x), _per_channel(var, x), self.eps)
+
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         xf = in_float32(x)
-        mean, var = self._stats(xf)
-        y = self.gamma * _normalize(xf, _per_channel(mean, xf), _per_channel(var, xf), self.eps) + self.beta
-        return y.to(x.dtype)
+        # gamma and beta are per position (C, H, W) or one scalar: not the per-channel affine
+        # the Function folds in, so autograd takes them.
+        return torch.addcmul(self.beta, self._normalized(xf), self.gamma).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
