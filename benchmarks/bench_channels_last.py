@@ -11,9 +11,8 @@ import torch
 
 from common import best_step_seconds, hardware_line
 from normlab.devices import tune_cpu_allocator
-from normlab.models import MODELS, build_model
+from normlab.models import LENET_VARIANTS, MODELS, build_model
 from normlab.recipes import RECIPES
-
 
 
 def main() -> None:
@@ -25,18 +24,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     print(hardware_line())
-    print(f"{'model':<16}{'batch':>6}{'NCHW ms':>10}{'CL ms':>10}{'CL speed-up':>13}")
+    print(f"{'model':<27}{'batch':>6}{'NCHW ms':>10}{'CL ms':>10}{'CL speed-up':>13}")
     for name in args.models:
         spec, bs = MODELS[name], RECIPES[name].batch_size
-        torch.manual_seed(0)
-        x = torch.randn(bs, *spec.input_shape)
-        y = torch.randint(0, 10 if name != "resnet_spec" else 2, (bs,))
-        model = build_model(name)
-        nchw = best_step_seconds(model, x, y, args.steps)
-        cl = best_step_seconds(model.to(memory_format=torch.channels_last),
-                       x.contiguous(memory_format=torch.channels_last), y, args.steps)
-        print(f"{name:<16}{bs:>6}{nchw * 1e3:>10.1f}{cl * 1e3:>10.1f}{nchw / cl:>12.2f}x")
-
+        # the tairtahar LeNets are trained with the author's BN and with torch's (bn="standard")
+        variants = [{}, {"bn": "standard"}] if name in LENET_VARIANTS and name != "lenet" else [{}]
+        for kwargs in variants:
+            torch.manual_seed(0)
+            x = torch.randn(bs, *spec.input_shape)
+            y = torch.randint(0, 10 if name != "resnet_spec" else 2, (bs,))
+            model = build_model(name, **kwargs)
+            nchw = best_step_seconds(model, x, y, args.steps)
+            cl = best_step_seconds(model.to(memory_format=torch.channels_last),
+                                   x.contiguous(memory_format=torch.channels_last), y, args.steps)
+            label = name + (", standard BN" if kwargs else "")
+            print(f"{label:<27}{bs:>6}{nchw * 1e3:>10.1f}{cl * 1e3:>10.1f}{nchw / cl:>12.2f}x")
 
 if __name__ == "__main__":
     main()
