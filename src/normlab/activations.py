@@ -146,7 +146,7 @@ class ActivationStats:
         lo, hi = self.hist_range
         # Whole numbers, kept as a Python list: a small tensor kept from every record sits in the
         # holes the step's freed activations leave in glibc's heap, so the heap grew by about the
-        # size of the activations with each record (20 GB over a 1,176-step run of chapter 4).
+        # size of the activations with each record (a render of chapter 4 filled 23 GB).
         counts = torch.histc(mags.clamp(lo, hi), self.bins, lo, hi).tolist()
         return {"mean": a.mean().item(), "std": a.std().item() if a.numel() > 1 else 0.0,
                 "dead": (mags < self.dead_below).float().mean().item(), "counts": counts,
