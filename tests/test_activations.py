@@ -72,6 +72,35 @@ def test_values_on_a_known_input():
     assert not stats.hooked
 
 
+@pytest.mark.parametrize("bins, hist_range", [(40, (0, 10)), (7, (0.5, 3.3)), (300, (0, 1))])
+def test_histogram_counts_equal_torch_histc(bins, hist_range):
+    """The counts are torch.histc's of |a| clamped into the range, also for values at and one or
+    two float32 steps beside every bin edge, below and above the range, and infinite."""
+    lo, hi = hist_range
+    edges = lo + torch.arange(bins + 1, dtype=torch.float32) * ((hi - lo) / bins)
+    near = [edges]
+    for direction in (math.inf, -math.inf):
+        x = edges
+        for _ in range(2):
+            x = torch.nextafter(x, torch.full_like(x, direction))
+            near.append(x)
+    g = torch.Generator().manual_seed(0)
+    a = torch.cat([*near, -torch.cat(near), (torch.rand(100_000, generator=g) - 0.5) * 3 * hi,
+                   torch.tensor([math.inf, -1e30, 0.0])]).view(1, -1)
+    layer = nn.Identity()
+    with ActivationStats({"id": layer}, bins=bins, hist_range=hist_range, grads=False) as stats:
+        layer(a)
+        stats.end_step()
+        layer(torch.tensor([1.0, math.nan, 2.0 * hi]))  # a NaN: histc counts the other values
+        stats.end_step()
+    counts = stats.records["id"]["counts"]
+    assert counts[0] == torch.histc(a.abs().clamp(lo, hi), bins, lo, hi).tolist()
+    assert counts[1] == torch.histc(torch.tensor([1.0, math.nan, 2.0 * hi]).clamp(lo, hi), bins, lo, hi).tolist()
+    assert sum(counts[0]) == a.numel() and sum(counts[1]) == 2
+    dead = (a.abs() < stats.dead_below).float().mean().item()
+    assert stats.series("dead")["id"][0] == dead  # the same float32 division as before
+
+
 def test_fn_dead_below_and_eval_not_recorded():
     conv = nn.Conv2d(1, 2, 1, bias=False)
     with torch.no_grad():

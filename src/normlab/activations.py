@@ -141,16 +141,30 @@ class ActivationStats:
 
     @torch.no_grad()
     def _summarise(self, a: torch.Tensor) -> dict:
-        a = a.float().flatten()
+        # No flatten (a channels_last output would be copied) and one temporary, reused: this runs
+        # on every hooked layer of a recorded step, and with torch.histc it cost about 9 % of
+        # chapter 4's training steps (2.9x faster this way at its first stage's size, same counts).
+        a = a.float()
+        n = max(a.numel(), 1)
+        mean = a.mean().item()
         mags = a.abs()
         lo, hi = self.hist_range
+        # float32 count / n: the division (bool).float().mean() made
+        dead = (torch.count_nonzero(mags < self.dead_below).float() / n).item()
+        if math.isnan(mean):  # a NaN somewhere: torch.histc leaves NaNs out of every bin
+            counts = torch.histc(mags.clamp(lo, hi), self.bins, lo, hi).tolist()
+        else:
+            # torch.histc(mags.clamp(lo, hi), bins, lo, hi) in two cheap passes: its bin index is
+            # (x - lo) * bins / (hi - lo) in float32, truncated, x = hi in the last bin (the same
+            # roundings, in the same order, so the same counts; a test checks values at the edges)
+            pos = (mags.sub_(lo) if lo else mags).mul_(self.bins).div_(hi - lo).clamp_(0, self.bins - 1)
+            index = pos.to(torch.uint8 if self.bins <= 256 else torch.int64).flatten()
+            counts = torch.bincount(index, minlength=self.bins).tolist()
         # Whole numbers, kept as a Python list: a small tensor kept from every record sits in the
         # holes the step's freed activations leave in glibc's heap, so the heap grew by about the
         # size of the activations with each record (a render of chapter 4 filled 23 GB).
-        counts = torch.histc(mags.clamp(lo, hi), self.bins, lo, hi).tolist()
-        return {"mean": a.mean().item(), "std": a.std().item() if a.numel() > 1 else 0.0,
-                "dead": (mags < self.dead_below).float().mean().item(), "counts": counts,
-                "numel": max(a.numel(), 1)}
+        return {"mean": mean, "std": a.std().item() if a.numel() > 1 else 0.0, "dead": dead,
+                "counts": counts, "numel": n}
 
     def end_step(self, model: nn.Module | None = None) -> None:
         """Close one training step: store what the hooks saw (if this step was due), advance the
