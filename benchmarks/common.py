@@ -8,6 +8,7 @@ import time
 import torch
 
 from normlab.devices import describe_device
+from normlab.train import make_optimizer
 
 
 def hardware_line(device="cpu") -> str:
@@ -27,8 +28,9 @@ def timed(fn, *args, sync_device=None, **kwargs):
 
 
 def best_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    """The best of `steps` SGD training steps on one batch, after 2 warm-up steps."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    """The best of `steps` SGD training steps on one batch, after 2 warm-up steps (the optimizer
+    fit() makes)."""
+    opt = make_optimizer(model.parameters(), "sgd", 1e-3, momentum=0.9)
     best = float("inf")
     for i in range(steps + 2):
         t = time.perf_counter()

@@ -185,6 +185,29 @@ def test_optimizers():
         train.make_optimizer(params, "rmsprop")
 
 
+@pytest.mark.parametrize("opt, kw", [("sgd", dict(momentum=0.9)), ("sgd", dict(momentum=0.9, nesterov=True, weight_decay=5e-4)),
+                                     ("adam", dict(eps=1e-7)), ("adam", dict(weight_decay=1e-4))])
+def test_optimizers_match_torchs_per_parameter_loop_bitwise(opt, kw):
+    """make_optimizer's foreach steps give the weights torch's for-loop gives (the default on the
+    CPU, which made the committed runs), bit for bit."""
+    torch.manual_seed(0)
+    nets = [models.build_model("lenet", bn="standard") for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    lr = 0.05
+    ours = train.make_optimizer(nets[0].parameters(), opt, lr, **kw)
+    loop = (torch.optim.SGD(nets[1].parameters(), lr=lr, foreach=False, **kw) if opt == "sgd" else
+            torch.optim.Adam(nets[1].parameters(), lr=lr, foreach=False, **kw))
+    assert ours.defaults["foreach"]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, y = torch.randn(8, 1, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
+        for net, o in zip(nets, (ours, loop)):
+            o.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            o.step()
+    assert all(torch.equal(a, b) for a, b in zip(*(n.state_dict().values() for n in nets)))
+
+
 def test_fit_rejects_bad_arguments(tiny):
     with pytest.raises(ValueError, match="epochs must be a non-negative int, got -1"):
         train.fit(convnet(), tiny(), -1)

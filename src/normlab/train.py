@@ -64,11 +64,16 @@ def state_hash(model: nn.Module) -> str:
 def make_optimizer(params, opt: str = "sgd", lr: float = 0.01, *, momentum: float = 0.9,
                    nesterov: bool = False, weight_decay: float = 0.0, betas=(0.9, 0.999),
                    eps: float = 1e-8) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov, weight decay) or Adam, as the seeds configured them."""
+    """SGD (momentum, nesterov, weight decay) or Adam, as the seeds configured them.
+
+    ``foreach=True`` everywhere: torch picks it by itself only on CUDA, and on the CPU its for-loop
+    over the parameters cost twice as long per step (0.5-1.1 ms against 0.2-0.8 ms, the book's
+    models) for the same arithmetic: tests/test_train.py checks the weights stay bitwise equal."""
     if opt == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               foreach=True)
     if opt == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {opt!r}; accepted: {', '.join(OPTIMIZERS)}")
 
 
