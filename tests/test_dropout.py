@@ -31,9 +31,11 @@ def test_positions_are_sorted_distinct_in_range_and_repeat_with_the_seed():
     b = drop_positions(10_000, 0.2)
     assert torch.equal(a, b)
     assert a.min() >= 0 and a.max() < 10_000 and bool((a[1:] > a[:-1]).all())
-    # far more drops than the first batch of gaps covers (p high, n small): still the whole range
+    # gaps drawn one at a time: many more batches, the same positions (one stream of draws)
+    torch.manual_seed(3)
+    assert torch.equal(drop_positions(10_000, 0.2, batch=1), a)
     torch.manual_seed(0)
-    assert drop_positions(3, 0.999).tolist() == [0, 1, 2]
+    assert drop_positions(3, 0.999).tolist() == [0, 1, 2]  # all dropped (each with probability 0.999)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

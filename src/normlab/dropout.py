@@ -25,13 +25,15 @@ __all__ = ["SAMPLERS", "Dropout", "dropout", "drop_positions"]
 SAMPLERS = ("torch", "gaps")
 
 
-def drop_positions(n: int, p: float, device=None) -> torch.Tensor:
+def drop_positions(n: int, p: float, device=None, batch: int | None = None) -> torch.Tensor:
     """The sorted positions, in [0, n), of the values a Bernoulli(p) mask drops: cumulative sums of
-    geometric(p) gaps, drawn from torch's generator of `device` (so ``torch.manual_seed`` repeats them)."""
+    geometric(p) gaps, drawn from torch's generator of `device` (so ``torch.manual_seed`` repeats them).
+    ``batch``: gaps drawn at a time (default: the mean number of drops plus 8 standard deviations and
+    16, so another batch is almost never needed; the positions are the same for any batch)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1) to draw gaps, got {p!r}")
     mean = n * p
-    batch = int(mean + 8.0 * math.sqrt(mean) + 16)  # rarely too few: then another batch
+    batch = batch or int(mean + 8.0 * math.sqrt(mean) + 16)
     ends = torch.empty(batch, dtype=torch.int64, device=device).geometric_(p).cumsum_(0)
     while int(ends[-1]) <= n:
         more = torch.empty(batch, dtype=torch.int64, device=device).geometric_(p).cumsum_(0).add_(ends[-1])
