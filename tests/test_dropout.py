@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab import models, records
-from normlab.dropout import Dropout, dropout, drop_positions
+from normlab.dropout import Dropout, dropout, drop_positions, resolve_sampler
 
 
 def test_gaps_drop_each_value_with_probability_p_independently():
@@ -64,7 +64,7 @@ def test_eval_edges_and_errors():
     assert not dropout(x, 1.0, sampler="gaps").any()
     t = dropout(x.t(), 0.5, sampler="gaps")  # a transposed view: dropped in a contiguous copy
     assert t.shape == (3, 4) and torch.equal(t[t != 0], x.t()[t != 0] * 2)
-    with pytest.raises(ValueError, match="accepted: 'torch', 'gaps'|accepted: torch, gaps"):
+    with pytest.raises(ValueError, match="unknown dropout sampler 'fast'; accepted: auto, torch, gaps"):
         dropout(x, 0.5, sampler="fast")
     with pytest.raises(ValueError, match=r"in \[0, 1\], got 1.5"):
         dropout(x, 1.5, sampler="gaps")
@@ -72,14 +72,21 @@ def test_eval_edges_and_errors():
         models.Erav1s8Net(dropout_sampler="fast")
 
 
-def test_erav1s8_default_keeps_torchs_dropout_and_its_record_identity():
+def test_erav1s8_draws_its_masks_as_gaps_on_the_cpu_and_with_torch_elsewhere():
     net = models.Erav1s8Net()
-    assert repr(net.cblock1[0].drop) == repr(torch.nn.Dropout(0.01))
-    gaps = models.Erav1s8Net(dropout_sampler="gaps")
-    assert "sampler='gaps'" in repr(gaps.cblock1[0].drop)
-    # another computation, so another record; the default's structure is what it was
-    assert records.model_structure(net) != records.model_structure(gaps)
-    # the same distribution: train the gaps net's layer on ones, about 1 % dropped
-    torch.manual_seed(0)
-    out = gaps.cblock1[0].drop.train()(torch.ones(200_000))
-    assert abs((out == 0).float().mean().item() - 0.01) < 0.002
+    drop = net.cblock1[0].drop.train()
+    assert drop.sampler == "auto" and "sampler='auto'" in repr(drop)
+    assert [resolve_sampler("auto", d) for d in ("cpu", "cuda", "mps")] == ["gaps", "torch", "torch"]
+    assert resolve_sampler("torch", "cpu") == "torch" and resolve_sampler("gaps", "cuda") == "gaps"
+    x = torch.ones(200_000)
+    draws = []
+    for layer in (drop, Dropout(0.01, "gaps"), torch.nn.Dropout(0.01)):
+        torch.manual_seed(0)
+        draws.append(layer(x))
+    auto, gaps, torchs = draws
+    assert torch.equal(auto, gaps) and not torch.equal(auto, torchs)  # another stream than torch's
+    assert abs((auto == 0).float().mean().item() - 0.01) < 0.002     # the same rate
+    # torch's sampler reads as nn.Dropout does; each sampler is another structure in a record
+    fixed = models.Erav1s8Net(dropout_sampler="torch")
+    assert repr(fixed.cblock1[0].drop) == repr(torch.nn.Dropout(0.01))
+    assert records.model_structure(net) != records.model_structure(fixed)

@@ -213,6 +213,18 @@ def test_nothing_is_overwritten_across_configurations(data_dir, tmp_path, monkey
             runs.run("simplenet", calls="main", epochs=1, lr=0.02, data_dir=data_dir, **TINY)
 
 
+@pytest.mark.parametrize("name, built", [("erav1s8", {"source": "registry", "revision": 1}),
+                                         ("simplenet", {"source": "registry"})])
+def test_a_models_registry_revision_is_in_its_runs_identity_where_non_zero(name, built, tmp_path):
+    """erav1s8's default dropout sampler changed (revision 1): its records made before are not
+    reused for it; every other model's identity, and so its key, is what it was."""
+    assert models.MODELS[name].revision == built.get("revision", 0)
+    with records.recording(CHAPTER, tmp_path, reuse=True), pytest.raises(records.RecordError) as e:
+        runs.run(name, epochs=1, **TINY)
+    ident = json.loads(str(e.value).split("Its settings: ", 1)[1].split("\n", 1)[0])
+    assert ident["built"] == built and ident["model"] == name
+
+
 def test_non_finite_numbers_come_back_exactly(data_dir, tmp_path):
     """Strict JSON writes NaN and infinities as null; the record lists where they were, every one."""
     with records.recording(CHAPTER, tmp_path) as ctx:

@@ -1,4 +1,4 @@
-"""Dropout with a cheaper sampler for small drop probabilities (opt-in).
+"""Dropout with a cheaper sampler for small drop probabilities on the CPU.
 
 ``F.dropout`` draws one random number per value. On the CPU that is the cost: erav1s8's
 ``Dropout(0.01)`` after each of its 8 conv layers drew 1.5 million numbers per training step at
@@ -9,8 +9,10 @@ numbers give the same distribution of masks (each value dropped independently wi
 p, the kept ones scaled by ``1 / (1 - p)``).
 
 It is the same layer in distribution but not the same random stream: a run with it does not
-repeat, bit for bit, a run made with ``F.dropout``. So it is opt-in (``Erav1s8Net(...,
-dropout_sampler="gaps")``); the book's recorded runs use torch's sampler.
+repeat, bit for bit, a run made with ``F.dropout``. ``sampler="auto"`` (erav1s8's default since
+its registry revision 1, see ``normlab.models.ModelSpec``) takes the gaps on the CPU and torch's
+sampler elsewhere: on a GPU a Bernoulli draw per value is cheap, while the gaps' refill check
+(``drop_positions``) would wait for the device once per layer and step.
 """
 from __future__ import annotations
 
@@ -20,9 +22,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SAMPLERS", "Dropout", "dropout", "drop_positions"]
+__all__ = ["SAMPLERS", "Dropout", "dropout", "drop_positions", "resolve_sampler"]
 
-SAMPLERS = ("torch", "gaps")
+SAMPLERS = ("auto", "torch", "gaps")
+
+
+def resolve_sampler(sampler: str, device) -> str:
+    """The sampler `sampler` means on `device`: "auto" is "gaps" on the CPU, "torch" elsewhere."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown dropout sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
+    if sampler != "auto":
+        return sampler
+    return "gaps" if torch.device(device).type == "cpu" else "torch"
 
 
 def drop_positions(n: int, p: float, device=None, batch: int | None = None) -> torch.Tensor:
@@ -43,9 +54,9 @@ def drop_positions(n: int, p: float, device=None, batch: int | None = None) -> t
 
 
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, sampler: str = "torch") -> torch.Tensor:
-    """``F.dropout(x, p, training)``; ``sampler="gaps"`` draws the mask as :func:`drop_positions`."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown dropout sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
+    """``F.dropout(x, p, training)``; ``sampler="gaps"`` draws the mask as :func:`drop_positions`,
+    "auto" picks by ``x``'s device (:func:`resolve_sampler`)."""
+    sampler = resolve_sampler(sampler, x.device)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
     if sampler == "torch" or not training or p in (0.0, 1.0):
@@ -64,8 +75,7 @@ class Dropout(nn.Dropout):
 
     def __init__(self, p: float = 0.5, sampler: str = "torch"):
         super().__init__(p)
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown dropout sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
+        resolve_sampler(sampler, "cpu")  # checks the name
         self.sampler = sampler
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

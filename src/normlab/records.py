@@ -186,11 +186,14 @@ def data_identity(data) -> dict:
 
 
 def identity(*, name: str, plan: list, norm, model_kwargs, model_source, model: nn.Module, data_id: dict,
-             seed: int, precision, max_loss, fit_overrides: dict) -> dict:
+             seed: int, precision, max_loss, fit_overrides: dict, model_revision: int = 0) -> dict:
     """Everything that decides what a run computes (see the module docstring); never the device, and
-    nothing that only changes what is printed (run()'s progress, log and label are not in it)."""
-    built = {"source": model_source} if model_source == "registry" else {"source": model_source,
-                                                                           **model_structure(model)}
+    nothing that only changes what is printed (run()'s progress, log and label are not in it).
+    model_revision: the registry's ``ModelSpec.revision``, written only when non-zero."""
+    if model_source == "registry":
+        built = {"source": model_source, **({"revision": model_revision} if model_revision else {})}
+    else:
+        built = {"source": model_source, **model_structure(model)}
     return {"model": name, "norm": norm, "model_kwargs": _jsonable(model_kwargs or {}, "model_kwargs"),
             "built": built, "calls": [[c.lr, c.epochs, c.schedule] for c in plan], "data": data_id,
             "seed": seed, "precision": _jsonable(precision, "precision"), "max_loss": max_loss,

@@ -28,7 +28,7 @@ from .data import Loaders
 from .devices import describe_device, resolve_device
 from .history import History
 from .learner import JsonLog, set_rng_state
-from .models import build_model
+from .models import MODELS, build_model
 from .precision import Precision, choose_precision
 from .recipes import Recipe, fit_kwargs, get_recipe, make_loaders
 from . import records
@@ -196,7 +196,8 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
     if ctx is not None:
         ident = records.identity(name=name, plan=plan, norm=norm, model_kwargs=model_kwargs, model_source=source,
                                  model=model, data_id=data_id, seed=seed, precision=precision, max_loss=max_loss,
-                                 fit_overrides=fit_overrides)
+                                 fit_overrides=fit_overrides,
+                                 model_revision=MODELS[name].revision if source == "registry" else 0)
         key = records.record_key(ident, label)
         if reuse:
             return _reused(ctx, ident, key, name, model, dev,
