@@ -1,17 +1,19 @@
-"""Dropout's sampler in erav1s8 (chapter 7): torch's per-value draw vs the geometric gaps (opt-in).
+"""Dropout's sampler in erav1s8 (chapter 7): torch's per-value draw vs the geometric gaps.
 
 erav1s8 puts ``Dropout(0.01)`` after each of its 8 conv layers. ``F.dropout`` draws one random
 number per value; ``normlab.dropout``'s ``sampler="gaps"`` draws the positions of the dropped
 values as geometric gaps, about 1 % as many numbers for the same distribution of masks (another
-random stream, so it is opt-in: ``Erav1s8Net(dropout_sampler="gaps")``).
+random stream). erav1s8's default, ``dropout_sampler="auto"``, takes the gaps on the CPU.
 
 Timed, in interleaved rounds (``bench_batchnorm.interleaved``), the best round of each side:
-  1. the dropout alone, on each of erav1s8's dropout shapes at the recipe's batch of 32;
+  1. the dropout alone, on each of erav1s8's dropout shapes at the recipe's batch of 32 (or
+     --batch-size: chapter 7's batch-size grid goes down to 2);
   2. one SGD training step of erav1s8 (batch norm, channels_last as fit() picks, the optimizer
      fit() makes) with each sampler, the same weights.
 
   python benchmarks/bench_dropout.py
   python benchmarks/bench_dropout.py --norms batch instance --rounds 10
+  python benchmarks/bench_dropout.py --batch-size 2
 """
 from __future__ import annotations
 
@@ -58,16 +60,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--steps", type=int, default=10, help="calls per timed block")
     p.add_argument("--norms", nargs="*", default=["batch"])
+    p.add_argument("--batch-size", type=int, default=RECIPES["erav1s8"].batch_size)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     print(hardware_line())
-    bs = RECIPES["erav1s8"].batch_size
+    bs = args.batch_size
     x = torch.randn(bs, *MODELS["erav1s8"].input_shape)
     y = torch.randint(0, 10, (bs,))
 
     torch.manual_seed(0)
-    net = build_model("erav1s8")
+    net = build_model("erav1s8", dropout_sampler="torch")
     if picks_channels_last(net, "cpu"):
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     shapes = dropout_shapes(net, x)
@@ -88,7 +91,7 @@ def main() -> None:
     print(f"{'norm':<10}{'torch ms':>10}{'gaps ms':>10}{'speed-up':>10}")
     for norm in args.norms:
         torch.manual_seed(0)
-        ours = build_model("erav1s8", norm=norm)
+        ours = build_model("erav1s8", norm=norm, dropout_sampler="torch")
         gaps = build_model("erav1s8", norm=norm, dropout_sampler="gaps")
         gaps.load_state_dict(copy.deepcopy(ours.state_dict()))
         if picks_channels_last(ours, "cpu"):

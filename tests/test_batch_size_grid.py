@@ -14,17 +14,34 @@ from normlab import plots  # noqa: E402
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "batch_size_grid.py"
 
 
-@pytest.fixture(scope="module")
-def grid(data_dir, tmp_path_factory):
+def load_tool():
     spec = importlib.util.spec_from_file_location("batch_size_grid", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def small_grid_args(data_dir, out) -> list[str]:
+    return ["--batch-sizes", "4", "8", "--seeds", "0", "--epochs", "1", "--subset", "5", "--test-subset", "5",
+            "--norms", "batch", "group", "--data-dir", str(data_dir), "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def grid(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("grid") / "bs.json"
-    assert tool.main(["--batch-sizes", "4", "8", "--seeds", "0", "--epochs", "1", "--subset", "5",
-                      "--test-subset", "5", "--norms", "batch", "group", "--data-dir", str(data_dir),
-                      "--out", str(out)]) == 0
+    assert load_tool().main(small_grid_args(data_dir, out)) == 0
     text = out.read_text()
     return json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+
+
+def test_runs_of_another_model_revision_are_not_resumed(grid, data_dir, tmp_path):
+    """A grid made before erav1s8's dropout sampler changed is not topped up with runs made after."""
+    assert grid["model_revision"] == 1
+    out = tmp_path / "bs.json"
+    out.write_text(json.dumps({**grid, "model_revision": 0}))
+    with pytest.raises(SystemExit, match="holds runs of erav1s8's registry revision 0, now 1"):
+        load_tool().main(small_grid_args(data_dir, out))
+    assert json.loads(out.read_text())["model_revision"] == 0  # left as it was
 
 
 def test_the_grid_file_has_every_run_and_what_the_chapter_reads(grid):

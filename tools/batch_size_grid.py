@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 from normlab import runs  # noqa: E402
 from normlab.devices import describe_device  # noqa: E402
 from normlab.files import write_json_atomic  # noqa: E402
+from normlab.models import MODELS  # noqa: E402
 from normlab.recipes import get_recipe  # noqa: E402
 
 MODEL = "erav1s8"
@@ -112,7 +113,7 @@ SIZE_KEYS = ("epochs", "subset", "test_subset", "threads")
 
 
 def _grid(a, recipe, results, done: bool) -> dict:
-    return {"model": MODEL, "recipe_lr": recipe.lr, "recipe_batch_size": recipe.batch_size,
+    return {"model": MODEL, "model_revision": MODELS[MODEL].revision, "recipe_lr": recipe.lr, "recipe_batch_size": recipe.batch_size,
             "epochs": a.epochs, "subset": a.subset, "test_subset": a.test_subset, "schedule": "constant",
             "norms": a.norms, "batch_sizes": a.batch_sizes, "seeds": a.seeds, "runs": results,
             "hardware": describe_device("cpu"), "threads": a.threads, "torch": torch.__version__,
@@ -128,6 +129,9 @@ def _resumable_runs(out: Path, a) -> list[dict]:
     if any(old.get(k) != getattr(a, k) for k in SIZE_KEYS):
         raise SystemExit(f"{out} holds a grid of another size or thread count "
                          f"({ {k: old.get(k) for k in SIZE_KEYS} }); pass another --out or remove it")
+    if old.get("model_revision", 0) != MODELS[MODEL].revision:  # e.g. erav1s8's dropout sampler changed
+        raise SystemExit(f"{out} holds runs of {MODEL}'s registry revision {old.get('model_revision', 0)}, "
+                         f"now {MODELS[MODEL].revision} (normlab.models.ModelSpec): pass another --out or remove it")
     return [r for r in old["runs"] if r["norm"] in a.norms and r["batch_size"] in a.batch_sizes and r["seed"] in a.seeds]
 
 

@@ -380,7 +380,8 @@ def run_grid(model: str, norms, lrs, *, epochs: int, subset: int, test_subset: i
     """Train every (norm, lr) pair as the panel would; returns a JSON-ready dict of the runs."""
     recipe = get_recipe(model)
     splits = load_dataset(recipe.dataset, data_dir).subset(subset, test_subset, seed=seed)
-    out = {"model": model, "epochs": epochs, "subset": subset, "test_subset": test_subset, "seed": seed,
+    out = {"model": model, "model_revision": MODELS[model].revision, "epochs": epochs, "subset": subset,
+           "test_subset": test_subset, "seed": seed,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "runs": []}
     for norm in norms:
         for lr in lrs:
