@@ -79,7 +79,7 @@ def test_each_run_is_the_chapters_call_at_another_seed(tool, monkeypatch):
     tool.one_run("erav1s8_batch", 3, a)
     tool.one_run("convbnnet2", 1, a)
     (n1, k1), (n2, k2) = calls
-    assert (n1, k1["norm"], k1["model_kwargs"], k1["seed"], k1["calls"]) == ("erav1s8", "batch", {"groups": 4}, 3, "all")
+    assert (n1, k1["norm"], k1["model_kwargs"], k1["seed"], k1["calls"]) == ("erav1s8", "batch", {"groups": 4, "dropout_sampler": "torch"}, 3, "all")
     assert (n2, k2["norm"], k2["model_kwargs"], k2["seed"], k2["calls"]) == ("convbnnet2", None, None, 1, "all")
     assert k1["epochs"] is None and k1["subset"] is None  # full budgets unless asked
 
