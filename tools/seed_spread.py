@@ -60,9 +60,9 @@ CONFIGS = {
     "erav1s8_batch": Config("07_normalization_zoo", "batch", "erav1s8", 42, "batch",
                             {"groups": 4, "dropout_sampler": "torch"},
                             {"test accuracy": "best_test_acc", "train accuracy": "best_train_acc"},
-                            note="these seeds drew their dropout masks with torch's sampler, the chapter's "
-                                 "run with the gaps sampler (the same distribution of masks, another random "
-                                 "stream)"),
+                            note="these seeds drew their dropout masks with torch's sampler and the "
+                                 "chapter's run with the gaps sampler: the same distribution of masks, "
+                                 "another random stream"),
 }
 
 
