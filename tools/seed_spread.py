@@ -63,6 +63,9 @@ CONFIGS = {
                             note="these seeds drew their dropout masks with torch's sampler and the "
                                  "chapter's run with the gaps sampler: the same distribution of masks, "
                                  "another random stream"),
+    # chapter 7's group-norm run (the largest move when the sampler changed), with the chapter's sampler
+    "erav1s8_group": Config("07_normalization_zoo", "group", "erav1s8", 42, "group", {"groups": 4},
+                            {"test accuracy": "best_test_acc", "train accuracy": "best_train_acc"}),
 }
 
 
