@@ -22,16 +22,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SAMPLERS", "Dropout", "dropout", "drop_positions", "resolve_sampler"]
+__all__ = ["SAMPLERS", "Dropout", "check_sampler", "dropout", "drop_positions", "resolve_sampler"]
 
 SAMPLERS = ("auto", "torch", "gaps")
 
 
-def resolve_sampler(sampler: str, device) -> str:
-    """The sampler `sampler` means on `device`: "auto" is "gaps" on the CPU, "torch" elsewhere."""
+def check_sampler(sampler: str) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown dropout sampler {sampler!r}; accepted: {', '.join(SAMPLERS)}")
-    if sampler != "auto":
+    return sampler
+
+
+def resolve_sampler(sampler: str, device) -> str:
+    """The sampler `sampler` means on `device`: "auto" is "gaps" on the CPU, "torch" elsewhere."""
+    if check_sampler(sampler) != "auto":
         return sampler
     return "gaps" if torch.device(device).type == "cpu" else "torch"
 
@@ -75,8 +79,7 @@ class Dropout(nn.Dropout):
 
     def __init__(self, p: float = 0.5, sampler: str = "torch"):
         super().__init__(p)
-        resolve_sampler(sampler, "cpu")  # checks the name
-        self.sampler = sampler
+        self.sampler = check_sampler(sampler)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training, self.sampler)

@@ -189,7 +189,8 @@ def identity(*, name: str, plan: list, norm, model_kwargs, model_source, model: 
              seed: int, precision, max_loss, fit_overrides: dict, model_revision: int = 0) -> dict:
     """Everything that decides what a run computes (see the module docstring); never the device, and
     nothing that only changes what is printed (run()'s progress, log and label are not in it).
-    model_revision: the registry's ``ModelSpec.revision``, written only when non-zero."""
+    model_revision: the registry's ``ModelSpec.revision``, written for a registry-built model only
+    when non-zero (any other model's structure is in the identity already)."""
     if model_source == "registry":
         built = {"source": model_source, **({"revision": model_revision} if model_revision else {})}
     else:

@@ -196,8 +196,7 @@ def run(name: str, *, norm: str | None = None, lr=None, epochs=None, batch_size:
     if ctx is not None:
         ident = records.identity(name=name, plan=plan, norm=norm, model_kwargs=model_kwargs, model_source=source,
                                  model=model, data_id=data_id, seed=seed, precision=precision, max_loss=max_loss,
-                                 fit_overrides=fit_overrides,
-                                 model_revision=MODELS[name].revision if source == "registry" else 0)
+                                 fit_overrides=fit_overrides, model_revision=MODELS[name].revision)
         key = records.record_key(ident, label)
         if reuse:
             return _reused(ctx, ident, key, name, model, dev,
