@@ -135,10 +135,10 @@ def main() -> None:
                                "traceback": "".join(traceback.format_exception(exc))[-4000:]}
             print(report["error"]["traceback"], file=sys.stderr)
         finally:
-            sync = namespace.get("torch")
+            torch_module = namespace.get("torch")  # the cell's queued GPU work belongs to its time
             with contextlib.suppress(Exception):
-                if sync is not None and sync.cuda.is_available():
-                    sync.cuda.synchronize()
+                if torch_module is not None and torch_module.cuda.is_available():
+                    torch_module.cuda.synchronize()
             seconds = time.perf_counter() - t
             report["cells"].append({"index": index, "first_line": first, "seconds": round(seconds, 3)})
             plt.close("all")
