@@ -55,3 +55,15 @@ def test_a_cell_ending_in_glue_shows_nothing_in_a_kernel():
     assert [o.get("text") for o in outputs if o.output_type == "stream"] == ["printed 50%\n"]
     assert [o.metadata["scrapbook"]["name"] for o in outputs if o.output_type == "display_data"] == ["a", "b"]
     assert not [o for o in outputs if o.output_type == "execute_result"], "the returned text was shown"
+
+
+def test_glue_stores_its_text_in_a_process_without_ipython():
+    """normlab's requirements do not include IPython: a script (benchmarks/run_chapter.py on a GPU
+    machine) can still import the chapters' glue, which then only keeps the text."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['IPython'] = None\n"
+            "from normlab.glue import glue, glued\n"
+            "assert glue('ch00_t', 0.25, '.0%') == '25%' and glued() == {'ch00_t': '25%'}, glued()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from IPython.display import display
+try:
+    from IPython.display import display
+except ImportError:  # a plain script (IPython is not one of normlab's requirements): glue() only stores
+    def display(*objs, **kwargs) -> None:
+        pass
 
 __all__ = ["glue", "GLUE_PREFIX", "glued", "GluedText"]
 
